@@ -32,6 +32,9 @@ class Stage(StrEnum):
     ARCHIVED = "archived"
 
 
+STAGE_NAMES = frozenset(s.value for s in Stage)
+
+
 class Role(StrEnum):
     """What a caller may do, each role including the ones before it."""
 

@@ -52,6 +52,7 @@ MIGRATIONS: list[str] = [
         env_lock_digest TEXT REFERENCES env_locks(digest),
         warnings TEXT NOT NULL DEFAULT '[]',   -- JSON [{code, message}]
         rolled_back INTEGER NOT NULL DEFAULT 0,
+        pruned_at INTEGER,                     -- gc freed the bytes; the row stays for history and lineage
         created_at INTEGER NOT NULL,
         created_by TEXT NOT NULL,
         UNIQUE (model_id, major, minor, patch),
@@ -124,6 +125,26 @@ MIGRATIONS: list[str] = [
         reason TEXT
     );
     CREATE INDEX alias_history_model ON alias_history(model_id, id);
+    CREATE TABLE stage_history (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        from_stage TEXT NOT NULL,
+        to_stage TEXT NOT NULL,
+        action TEXT NOT NULL,                  -- promote, demote, archive, rollback, rolled_back
+        actor TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX stage_history_model ON stage_history(model_id, id);
+    CREATE INDEX stage_history_version ON stage_history(version_id);
+    CREATE TABLE approvals (
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        approver TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        note TEXT,
+        PRIMARY KEY (version_id, approver)
+    ) WITHOUT ROWID;
     CREATE TABLE audit (
         id INTEGER PRIMARY KEY,
         at INTEGER NOT NULL,
@@ -147,6 +168,24 @@ MIGRATIONS: list[str] = [
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+    # 2: auto-registration (issue 4): watches added at runtime, and what the watcher has already
+    # handled, so a restart registers what arrived while the daemon was down without rehashing the rest
+    """
+    CREATE TABLE watches (
+        path TEXT PRIMARY KEY,
+        spec TEXT NOT NULL                     -- JSON WatchSpec
+    );
+    CREATE TABLE ingest_seen (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        digest TEXT,
+        outcome TEXT NOT NULL,                 -- registered, known, failed
+        detail TEXT,
+        at INTEGER NOT NULL
+    );
     """,
 ]
 

@@ -1,0 +1,69 @@
+"""``versions.list``, ``versions.get``, ``versions.search``, ``versions.register``, ``versions.tag``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from regd.api import jsonrpc
+from regd.api.methods import Call, handler
+from regd.domain import Version, VersionSummary
+from regd.lifecycle import edits
+from regd.protocol import (
+    Page,
+    RegisterParams,
+    RegisterResult,
+    SearchParams,
+    TagParams,
+    VersionGetParams,
+    VersionsListParams,
+)
+
+
+@handler("versions.list")
+async def versions_list(call: Call, p: VersionsListParams) -> Page[VersionSummary]:
+    page = await call.daemon.catalog.read(
+        lambda r: r.versions(p.name, stage=p.stage, newest_first=p.order == "newest", limit=p.limit, cursor=p.cursor)
+    )
+    return Page[VersionSummary](items=page.items, next_cursor=page.next_cursor)
+
+
+@handler("versions.get")
+async def versions_get(call: Call, p: VersionGetParams) -> Version:
+    return await call.daemon.catalog.read(lambda r: r.version(r.row(p.name, p.version).id, tensors=p.tensors))
+
+
+@handler("versions.search")
+async def versions_search(call: Call, p: SearchParams) -> Page[VersionSummary]:
+    page = await call.daemon.catalog.read(lambda r: r.search(p.filter, p.order_by, p.limit, p.cursor))
+    return Page[VersionSummary](items=page.items, next_cursor=page.next_cursor)
+
+
+@handler("versions.register")
+async def versions_register(call: Call, p: RegisterParams) -> RegisterResult:
+    explicit = p.metadata.model_dump(exclude_none=True) if p.metadata else None
+    on_progress = None
+    conn, req_id = call.connection, call.request_id
+    if p.progress and conn is not None and req_id is not None:
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def on_progress(done: int, total: int) -> None:
+            # called from the hashing thread: hop to the loop, and at most a few updates a second
+            now = loop.time()
+            if now - last[0] < 0.1 and done < total:
+                return
+            last[0] = now
+            line = jsonrpc.notification("progress", {"id": req_id, "done": done, "total": total})
+            loop.call_soon_threadsafe(lambda: conn.spawn(conn.send(line)))
+
+    version, created = await call.daemon.registrar.register(
+        p.path, actor=call.actor, name=p.name, explicit=explicit, on_progress=on_progress
+    )
+    return RegisterResult(version=version, created=created)
+
+
+@handler("versions.tag")
+async def versions_tag(call: Call, p: TagParams) -> Version:
+    return await call.daemon.catalog.write(
+        lambda tx: edits.tag(tx, p.name, p.version, dict(p.set or {}), list(p.remove or []), call.actor)
+    )

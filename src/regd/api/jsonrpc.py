@@ -1,0 +1,106 @@
+"""JSON-RPC 2.0 as the specification says it: requests, notifications, batches, and errors.
+
+One place maps exceptions to codes: ``RegdError`` -> its code; pydantic ``ValidationError`` ->
+-32602 with the error list in ``data``; anything else -> -32603, logged, the daemon still up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from regd.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    RegdError,
+)
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+Dispatch = Callable[[str, Any, Any], Awaitable[Any]]
+"""(method, params, request id) -> result; raises to answer an error."""
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def error_response(req_id: Any, code: int, message: str, data: Any = None) -> str:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
+
+
+def result_response(req_id: Any, result: Any) -> str:
+    # pydantic models serialise themselves (faster than dumping a dict and re-encoding it)
+    body = result.model_dump_json() if isinstance(result, BaseModel) else _dumps(result)
+    return f'{{"jsonrpc":"2.0","id":{_dumps(req_id)},"result":{body}}}'
+
+
+def notification(method: str, params: Any) -> str:
+    body = params.model_dump_json() if isinstance(params, BaseModel) else _dumps(params)
+    return f'{{"jsonrpc":"2.0","method":{_dumps(method)},"params":{body}}}'
+
+
+def validation_data(exc: ValidationError) -> list[dict[str, Any]]:
+    """The pydantic error list, without echoing the (possibly huge or hostile) input back."""
+    return json.loads(_dumps(exc.errors(include_url=False, include_input=False)))
+
+
+def exception_to_error(req_id: Any, exc: BaseException) -> str:
+    """Map any exception raised while handling a request to its JSON-RPC error."""
+    if isinstance(exc, RegdError):
+        return error_response(req_id, exc.code, exc.message, exc.data)
+    if isinstance(exc, ValidationError):
+        return error_response(req_id, INVALID_PARAMS, "invalid params", validation_data(exc))
+    log.error("internal error handling request %r", req_id, exc_info=exc)
+    return error_response(req_id, INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+
+
+async def handle_message(raw: bytes, dispatch: Dispatch) -> str | None:
+    """Answer one line: a request, a notification or a batch; None when nothing is owed."""
+    try:
+        msg = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return error_response(None, PARSE_ERROR, f"parse error: {exc}" if isinstance(exc, ValueError) else "parse error: too deeply nested")
+    if isinstance(msg, list):
+        if not msg:
+            return error_response(None, INVALID_REQUEST, "invalid request: empty batch")
+        answers = [a for a in [await _handle_one(m, dispatch) for m in msg] if a is not None]
+        return f"[{','.join(answers)}]" if answers else None
+    return await _handle_one(msg, dispatch)
+
+
+async def _handle_one(msg: Any, dispatch: Dispatch) -> str | None:
+    if not isinstance(msg, dict):
+        return error_response(None, INVALID_REQUEST, "invalid request: expected an object")
+    req_id = msg.get("id", _MISSING)
+    id_ok = req_id is _MISSING or req_id is None or (isinstance(req_id, (str, int, float)) and not isinstance(req_id, bool))
+    reply_id = req_id if id_ok and req_id is not _MISSING else None
+    problem = None
+    if msg.get("jsonrpc") != "2.0":
+        problem = 'invalid request: "jsonrpc" must be "2.0"'
+    elif not isinstance(msg.get("method"), str):
+        problem = 'invalid request: "method" must be a string'
+    elif not id_ok:
+        problem = 'invalid request: "id" must be a string, a number or null'
+    elif "params" in msg and not isinstance(msg["params"], (dict, list)):
+        problem = 'invalid request: "params" must be an object or an array'
+    elif set(msg) - {"jsonrpc", "method", "params", "id"}:
+        problem = f"invalid request: unknown members {sorted(set(msg) - {'jsonrpc', 'method', 'params', 'id'})}"
+    if problem:
+        return error_response(reply_id, INVALID_REQUEST, problem)
+    is_notification = req_id is _MISSING
+    try:
+        result = await dispatch(msg["method"], msg.get("params"), None if is_notification else req_id)
+    except Exception as exc:  # every failure becomes an answer; the connection and daemon live on
+        return None if is_notification else exception_to_error(req_id, exc)
+    return None if is_notification else result_response(req_id, result)

@@ -1,0 +1,121 @@
+"""Registration, wired: ingest prepares and stores the bytes, lifecycle records the version.
+
+Both ``versions.register`` and the folder watchers come through here, so a version registered by
+hand and one dropped into a watched folder are the same thing, audited the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regd.api.peercred import user_name
+from regd.api.rwlock import RWLock
+from regd.config import Config
+from regd.domain import WatchState
+from regd.domain import Version
+from regd.ingest.pipeline import Source, prepare
+from regd.ingest.progress import IngestTracker
+from regd.ingest.sources import check_source
+from regd.ingest.watcher import WatchManager
+from regd.lifecycle import registration
+
+if TYPE_CHECKING:
+    from regd.api.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+
+class Registrar:
+    """Registers paths for the API and the watchers, and keeps the ingest queue's figures."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.tracker = IngestTracker()
+        self.watcher: WatchManager | None = None
+        self.blob_lock = RWLock()
+        """Registrations share it; gc takes it alone (see ``rwlock``)."""
+
+    async def start(self) -> None:
+        """Start watching the config's folders and those added at runtime (kept in the catalog)."""
+        self.watcher = WatchManager(self._auto_register, self.daemon.catalog, exclude=self.daemon.config.data_dir)
+        runtime = await self.daemon.catalog.read(lambda r: r.watches())
+        config_specs = [w.spec() for w in self.daemon.config.watch]
+        config_paths = {s.path for s in config_specs}
+        await self.watcher.start(config_specs + [s for s in runtime if s.path not in config_paths])
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+
+    async def reload(self, config: Config) -> None:
+        """Apply a reloaded config's watch list: new roots start, dropped ones stop."""
+        if self.watcher is None:
+            return
+        fresh = {s.path: s for s in (w.spec() for w in config.watch)}
+        for path, root in list(self.watcher.roots.items()):
+            if root.spec.source == "config" and path not in fresh:
+                await self.watcher.remove(path)
+        for path, spec in fresh.items():
+            current = self.watcher.roots.get(path)
+            if current is None or current.spec != spec:
+                await self.watcher.add(spec)
+        self.daemon.config.watch = config.watch
+
+    def watch_states(self) -> list[WatchState]:
+        """The watched folders and their state."""
+        return self.watcher.states() if self.watcher is not None else []
+
+    async def _auto_register(self, path: Path, root: Path) -> tuple[str, bool]:
+        # files that land in a watched folder are registered as the daemon's owner
+        version, created = await self.register(path, actor=user_name(os.getuid()), watch_root=root)
+        return version.artifact.digest, created
+
+    async def register(
+        self,
+        path: str | Path,
+        *,
+        actor: str,
+        name: str | None = None,
+        explicit: dict[str, Any] | None = None,
+        watch_root: Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[Version, bool]:
+        """Register one file or model directory; returns the version and whether it is new."""
+        config = self.daemon.config
+        resolved = await asyncio.to_thread(check_source, Path(path), config.data_dir)
+        size = await asyncio.to_thread(_size_of, resolved)
+        ticket, advance = self.tracker.begin(str(resolved), size)
+        done = 0
+
+        def progress(delta: int) -> None:
+            nonlocal done
+            advance(delta)
+            done += delta
+            if on_progress is not None:
+                on_progress(done, size)
+
+        try:
+            async with self.blob_lock.shared():
+                draft = await prepare(
+                    Source(path=resolved, watch_root=watch_root, name=name, explicit=explicit, actor=actor),
+                    self.daemon.blobs,
+                    copy=config.store.mode == "copy",
+                    progress=progress,
+                )
+                version, created = await self.daemon.catalog.write(lambda tx: registration.record(tx, draft, actor))
+        except Exception as exc:
+            self.tracker.end(ticket, size, ok=False, error=f"{resolved}: {exc}")
+            raise
+        self.tracker.end(ticket, size, ok=True)
+        return version, created
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())

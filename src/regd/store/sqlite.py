@@ -1,0 +1,134 @@
+"""The embedded catalog: one SQLite file in WAL mode, one writer and a small pool of readers.
+
+Readers never wait behind the writer (WAL lets them read the last committed snapshot), and all
+writes go through a single connection, one ``BEGIN IMMEDIATE ... COMMIT`` per change, so two
+changes can never interleave and ``database is locked`` cannot happen inside the daemon.
+Each connection lives on its own aiosqlite thread: the event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from regd.store.catalog import CommitListener, ReadTx, WriteTx
+from regd.store.migrations import migrate
+from regd.store.sqlite_read import SQLiteReader
+from regd.store.sqlite_write import SQLiteWriter
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+READERS = 2
+
+
+def _configure(conn: sqlite3.Connection, *, reader: bool) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a commit is on disk before the daemon answers; a kill -9 or a power cut loses nothing acknowledged
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -16384")  # 16 MiB per connection keeps the idle daemon small
+    if reader:
+        conn.execute("PRAGMA query_only = ON")
+
+
+class SQLiteCatalog:
+    """``Catalog`` over a SQLite file."""
+
+    def __init__(self, path: Path, readers: int = READERS) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._n_readers = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._listeners: list[CommitListener] = []
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+        await _run(self._writer, lambda c: (_configure(c, reader=False), migrate(c), c.execute("PRAGMA optimize=0x10002")))
+        for _ in range(self._n_readers):
+            reader = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+            await _run(reader, lambda c: _configure(c, reader=True))
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            try:
+                await _run(self._writer, lambda c: c.execute("PRAGMA optimize"))
+            except sqlite3.Error:
+                pass
+            await self._writer.close()
+            self._writer = None
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    async def read(self, fn: Callable[[ReadTx], T]) -> T:
+        """Run ``fn`` against one consistent snapshot on a free reader connection."""
+        conn = await self._readers.get()
+        try:
+            return await _run(conn, lambda c: _in_read_tx(c, fn))
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def write(self, fn: Callable[[WriteTx], T]) -> T:
+        """Run ``fn`` as one transaction on the writer; commit, or roll back everything on error."""
+        if self._writer is None:
+            raise RuntimeError("the catalog is closed")
+        tx_holder: list[SQLiteWriter] = []
+
+        def body(conn: sqlite3.Connection) -> T:
+            tx = SQLiteWriter(conn)
+            tx_holder.append(tx)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return result
+
+        result = await _run(self._writer, body)
+        if tx_holder and tx_holder[0].appended:
+            for listener in self._listeners:
+                try:
+                    listener(tx_holder[0].appended)
+                except Exception:  # a broken listener must not undo a committed change
+                    log.exception("commit listener failed")
+        return result
+
+    async def execute_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement on the writer (maintenance and tests: integrity_check, optimize)."""
+        assert self._writer is not None
+        return await _run(self._writer, lambda c: c.execute(sql, params).fetchall())
+
+
+def _in_read_tx(conn: sqlite3.Connection, fn: Callable[[ReadTx], T]) -> T:
+    # a read transaction pins one WAL snapshot, so a multi-query read sees a single moment
+    conn.execute("BEGIN")
+    try:
+        return fn(SQLiteReader(conn))
+    finally:
+        conn.execute("COMMIT")
+
+
+async def _run(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    # aiosqlite runs each call on the connection's own thread; ``_execute`` is the hook all of its
+    # public methods use, and the only way to run several statements in one hop (one thread
+    # round-trip per transaction instead of one per statement: the difference between 0.2 and 2 ms).
+    return await conn._execute(lambda: fn(conn._conn))  # noqa: SLF001

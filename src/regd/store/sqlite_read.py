@@ -1,0 +1,540 @@
+"""Queries of the SQLite catalog (the ``ReadTx`` side), run on a reader connection's thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from regd.domain import (
+    SEMVER_RE,
+    STAGE_NAMES,
+    Artifact,
+    AuditEvent,
+    EnvLock,
+    FileEntry,
+    GitInfo,
+    Lineage,
+    Model,
+    Runtime,
+    Signature,
+    Stage,
+    TensorFingerprint,
+    Version,
+    VersionSummary,
+    VersionWarning,
+    WatchSpec,
+)
+from regd.errors import NotFound
+from regd.store import cursors
+from regd.store.catalog import AliasChange, PageOf, SeenEntry, StageChange, StoredArtifact, VersionRow
+from regd.store.search import compile_filter, compile_order
+from regd.store.times import to_dt, to_us
+
+_ROW_COLS = (
+    "v.id, v.model_id, m.name, v.version, v.major, v.minor, v.patch, v.stage, v.digest, "
+    "v.signature_digest, v.created_by, v.created_at, v.rolled_back, v.pruned_at"
+)
+_SUMMARY_COLS = "v.id, m.name, v.version, v.stage, v.format, v.digest, v.size, v.warnings, v.created_at, v.created_by"
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _version_row(r: Sequence[Any]) -> VersionRow:
+    return VersionRow(
+        id=r[0], model_id=r[1], model=r[2], version=r[3], major=r[4], minor=r[5], patch=r[6],
+        stage=Stage(r[7]), digest=r[8], signature_digest=r[9], created_by=r[10],
+        created_at=to_dt(r[11]), rolled_back=bool(r[12]), pruned=r[13] is not None,
+    )  # fmt: skip
+
+
+class SQLiteReader:
+    """The read queries, over one sqlite3 connection (a snapshot inside a transaction)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------ models
+
+    def model_id(self, name: str) -> int:
+        r = self._one("SELECT id FROM models WHERE name = ?", (name,))
+        if r is None:
+            raise NotFound(f"no model named {name!r}", {"name": name})
+        return int(r[0])
+
+    def model(self, name: str) -> Model:
+        rows = self._all(
+            "SELECT id, name, description, created_at, updated_at, deprecated, deprecated_reason "
+            "FROM models WHERE name = ?",
+            (name,),
+        )
+        if not rows:
+            raise NotFound(f"no model named {name!r}", {"name": name})
+        return self._models_from_rows(rows)[0]
+
+    def _models_from_rows(self, rows: list[Any]) -> list[Model]:
+        out = []
+        for mid, name, desc, created, updated, deprecated, dreason in rows:
+            prod = self._one("SELECT version FROM versions WHERE model_id = ? AND stage = 'production'", (mid,))
+            staging = [r[0] for r in self._all(
+                "SELECT version FROM versions WHERE model_id = ? AND stage = 'staging' ORDER BY id DESC", (mid,)
+            )]  # fmt: skip
+            latest = self._one(
+                "SELECT id, version FROM versions WHERE model_id = ? ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+                (mid,),
+            )
+            count = self._one("SELECT count(*) FROM versions WHERE model_id = ?", (mid,))[0]
+            aliases = dict(self._all(
+                "SELECT a.alias, v.version FROM aliases a JOIN versions v ON v.id = a.version_id "
+                "WHERE a.model_id = ? ORDER BY a.alias", (mid,),
+            ))  # fmt: skip
+            metrics = (
+                dict(self._all("SELECT key, value FROM metrics WHERE version_id = ? ORDER BY key", (latest[0],)))
+                if latest
+                else {}
+            )
+            out.append(
+                Model(
+                    name=name, description=desc, created_at=to_dt(created), updated_at=to_dt(updated),
+                    deprecated=bool(deprecated), deprecated_reason=dreason,
+                    production=prod[0] if prod else None, staging=staging,
+                    latest=latest[1] if latest else None, versions=count, aliases=aliases, latest_metrics=metrics,
+                )  # fmt: skip
+            )
+        return out
+
+    def models(
+        self,
+        *,
+        query: str | None,
+        stage: Stage | None,
+        tag: tuple[str, str] | None,
+        include_deprecated: bool,
+        limit: int,
+        cursor: str | None,
+    ) -> PageOf[Model]:
+        where, params = ["1"], []
+        if not include_deprecated:
+            where.append("m.deprecated = 0")
+        if stage is not None:
+            where.append("EXISTS (SELECT 1 FROM versions v WHERE v.model_id = m.id AND v.stage = ?)")
+            params.append(stage.value)
+        if tag is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM versions v JOIN tags t ON t.version_id = v.id "
+                "WHERE v.model_id = m.id AND t.key = ? AND t.value = ?)"
+            )
+            params.extend(tag)
+        glob = query if query and any(c in query for c in "*?[") else None
+        if query and not glob:
+            where.append("instr(lower(m.name), lower(?)) > 0")
+            params.append(query)
+        if cursor:
+            (after,) = cursors.decode(cursor, 1)
+            where.append("m.name > ?")
+            params.append(str(after))
+        sql = (
+            "SELECT m.id, m.name, m.description, m.created_at, m.updated_at, m.deprecated, m.deprecated_reason "
+            f"FROM models m WHERE {' AND '.join(where)} ORDER BY m.name"
+        )
+        rows: list[Any] = []
+        more = False
+        for r in self.conn.execute(sql, params):
+            if glob and not fnmatchcase(r[1].lower(), glob.lower()):
+                continue
+            if len(rows) == limit:
+                more = True
+                break
+            rows.append(r)
+        items = self._models_from_rows(rows)
+        return PageOf(items, cursors.encode(items[-1].name) if more and items else None)
+
+    # ------------------------------------------------------------------ version rows
+
+    def row(self, name: str, ref: str) -> VersionRow:
+        """Resolve ``1.2.0``, ``latest``, a stage name or ``@alias`` to a version of ``name``."""
+        mid = self.model_id(name)
+        base = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ?"
+        r: Any = None
+        if SEMVER_RE.match(ref):
+            major, minor, patch = (int(x) for x in ref.split("."))
+            r = self._one(base + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (mid, major, minor, patch))
+        elif ref == "latest":
+            r = self._one(base + " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1", (mid,))
+        elif ref in STAGE_NAMES:
+            r = self._one(base + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (mid, ref))
+        else:
+            alias = ref[1:] if ref.startswith("@") else ref
+            r = self._one(
+                base + " AND v.id = (SELECT version_id FROM aliases WHERE model_id = ? AND alias = ?)", (mid, mid, alias)
+            )
+        if r is None:
+            raise NotFound(_not_found_message(name, ref), {"name": name, "version": ref})
+        return _version_row(r)
+
+    def row_by_id(self, version_id: int) -> VersionRow:
+        r = self._one(f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.id = ?", (version_id,))
+        if r is None:
+            raise NotFound(f"no version with id {version_id}")
+        return _version_row(r)
+
+    def latest_row(self, model_id: int) -> VersionRow | None:
+        r = self._one(
+            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ? "
+            "ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1",
+            (model_id,),
+        )
+        return _version_row(r) if r else None
+
+    def row_by_digest(self, model_id: int, digest: str) -> VersionRow | None:
+        r = self._one(
+            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ? AND v.digest = ?",
+            (model_id, digest),
+        )
+        return _version_row(r) if r else None
+
+    def production_row(self, model_id: int) -> VersionRow | None:
+        r = self._one(
+            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+            "WHERE v.model_id = ? AND v.stage = 'production'",
+            (model_id,),
+        )
+        return _version_row(r) if r else None
+
+    # ------------------------------------------------------------------ full versions
+
+    def version(self, version_id: int, *, tensors: bool = False) -> Version:
+        r = self._one(
+            "SELECT m.name, v.version, v.stage, v.description, v.digest, v.size, v.kind, v.format, v.stored_path, "
+            "v.source_path, v.store_mode, v.run_id, v.code_sha, v.data_version, v.parent, v.env_lock_digest, "
+            "v.warnings, v.rolled_back, v.created_at, v.created_by, v.pruned_at, "
+            "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, "
+            + ("d.tensors " if tensors else "NULL ")
+            + "FROM versions v JOIN models m ON m.id = v.model_id LEFT JOIN version_details d ON d.version_id = v.id "
+            "WHERE v.id = ?",
+            (version_id,),
+        )
+        if r is None:
+            raise NotFound(f"no version with id {version_id}")
+        (name, ver, stage, desc, digest, size, kind, fmt, stored, source, mode, run_id, code_sha, data_version,
+         parent, lock_digest, warnings, rolled_back, created_at, created_by, pruned_at,
+         signature, files, git, runtime, fmeta, unsafe, tensor_blob) = r  # fmt: skip
+        metrics = dict(self._all("SELECT key, value FROM metrics WHERE version_id = ?", (version_id,)))
+        params = {k: json.loads(v) for k, v in self._all("SELECT key, value FROM params WHERE version_id = ?", (version_id,))}
+        tags = dict(self._all("SELECT key, value FROM tags WHERE version_id = ?", (version_id,)))
+        aliases = [a for (a,) in self._all("SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (version_id,))]
+        env_lock = None
+        if lock_digest:
+            lr = self._one("SELECT kind, source, packages FROM env_locks WHERE digest = ?", (lock_digest,))
+            if lr:
+                env_lock = EnvLock(digest=lock_digest, kind=lr[0], source=lr[1], packages=json.loads(lr[2]))
+        fingerprints = None
+        if tensors:
+            raw = json.loads(zlib.decompress(tensor_blob)) if tensor_blob else []
+            fingerprints = [TensorFingerprint.model_validate(t) for t in raw]
+        warn = [VersionWarning.model_validate(w) for w in json.loads(warnings)]
+        if pruned_at is not None:
+            warn.append(VersionWarning(code="pruned", message=f"the bytes were freed by gc on {to_dt(pruned_at):%Y-%m-%d}"))
+        return Version(
+            model=name, version=ver, stage=Stage(stage), aliases=aliases, description=desc,
+            artifact=Artifact(
+                digest=digest, size=size, kind=kind, format=fmt, stored_path=stored, source_path=source,
+                store_mode=mode, files=[FileEntry.model_validate(f) for f in json.loads(files or "[]")],
+            ),
+            signature=Signature.model_validate_json(signature) if signature else None,
+            metrics=metrics, params=params, tags=tags, env_lock=env_lock,
+            runtime=Runtime.model_validate_json(runtime) if runtime else None,
+            git=GitInfo.model_validate_json(git) if git else None,
+            lineage=Lineage(run_id=run_id, code_sha=code_sha, data_version=data_version, parent=parent,
+                            env_lock_digest=lock_digest),
+            warnings=warn, unsafe_imports=json.loads(unsafe or "[]"),
+            format_metadata=json.loads(fmeta or "{}"), tensors=fingerprints, rolled_back=bool(rolled_back),
+            created_at=to_dt(created_at), created_by=created_by,
+        )  # fmt: skip
+
+    def _summaries(self, rows: list[Any]) -> list[VersionSummary]:
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = _placeholders(len(ids))
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        for vid, k, v in self._all(f"SELECT version_id, key, value FROM metrics WHERE version_id IN ({marks})", ids):
+            metrics[vid][k] = v
+        tags: dict[int, dict[str, str]] = {i: {} for i in ids}
+        for vid, k, v in self._all(f"SELECT version_id, key, value FROM tags WHERE version_id IN ({marks})", ids):
+            tags[vid][k] = v
+        aliases: dict[int, list[str]] = {i: [] for i in ids}
+        for vid, a in self._all(f"SELECT version_id, alias FROM aliases WHERE version_id IN ({marks}) ORDER BY alias", ids):
+            aliases[vid].append(a)
+        return [
+            VersionSummary(
+                model=name, version=ver, stage=Stage(stage), aliases=aliases[vid], format=fmt, digest=digest,
+                size=size, metrics=metrics[vid], tags=tags[vid], warnings=[w["code"] for w in json.loads(warnings)],
+                created_at=to_dt(created_at), created_by=created_by,
+            )  # fmt: skip
+            for vid, name, ver, stage, fmt, digest, size, warnings, created_at, created_by in rows
+        ]
+
+    def versions(
+        self, name: str, *, stage: Stage | None, newest_first: bool, limit: int, cursor: str | None
+    ) -> PageOf[VersionSummary]:
+        mid = self.model_id(name)
+        where, params = ["v.model_id = ?"], [mid]
+        if stage is not None:
+            where.append("v.stage = ?")
+            params.append(stage.value)
+        if cursor:
+            (after,) = cursors.decode(cursor, 1)
+            where.append("v.id < ?" if newest_first else "v.id > ?")
+            params.append(after)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._all(
+            f"SELECT {_SUMMARY_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+            f"WHERE {' AND '.join(where)} ORDER BY v.id {order} LIMIT ?",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return PageOf(self._summaries(rows), cursors.encode(rows[-1][0]) if more else None)
+
+    def search(self, filter_text: str, order_by: str | None, limit: int, cursor: str | None) -> PageOf[VersionSummary]:
+        flt = compile_filter(filter_text)
+        order = compile_order(order_by)
+        where, params = [flt.where], list(flt.params)
+        direction = "DESC" if order.descending else "ASC"
+        cmp = "<" if order.descending else ">"
+        if order.expr is None:
+            if cursor:
+                (after,) = cursors.decode(cursor, 1)
+                where.append(f"v.id {cmp} ?")
+                params.append(after)
+            sql = (
+                f"SELECT {_SUMMARY_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+                f"WHERE {' AND '.join(f'({w})' for w in where)} ORDER BY v.id {direction} LIMIT ?"
+            )
+            rows = self._all(sql, [*params, limit + 1])
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return PageOf(self._summaries(rows), cursors.encode(rows[-1][0]) if more else None)
+        # ordered by a computed key: versions lacking it sort last; the cursor carries (is_null, key, id)
+        key = order.expr
+        if cursor:
+            is_null, value, after = cursors.decode(cursor, 3)
+            if is_null:
+                where.append(f"(({key}) IS NULL AND v.id {cmp} ?)")
+                params.extend([*order.params, after])
+            else:
+                where.append(f"(({key}) IS NULL OR ({key}) {cmp} ? OR (({key}) = ? AND v.id {cmp} ?))")
+                params.extend([*order.params, *order.params, value, *order.params, value, after])
+        sql = (
+            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v JOIN models m ON m.id = v.model_id "
+            f"WHERE {' AND '.join(f'({w})' for w in where)} "
+            f"ORDER BY sort_key IS NULL, sort_key {direction}, v.id {direction} LIMIT ?"
+        )
+        rows = self._all(sql, [*order.params, *params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more:
+            last = rows[-1]
+            next_cursor = cursors.encode(1 if last[-1] is None else 0, last[-1], last[0])
+        return PageOf(self._summaries([r[:-1] for r in rows]), next_cursor)
+
+    # ------------------------------------------------------------------ history, approvals, audit
+
+    def stage_history(self, model_id: int) -> list[StageChange]:
+        return [
+            StageChange(id=r[0], version_id=r[1], version=r[2], from_stage=Stage(r[3]), to_stage=Stage(r[4]),
+                        action=r[5], actor=r[6], at=to_dt(r[7]), reason=r[8])  # fmt: skip
+            for r in self._all(
+                "SELECT h.id, h.version_id, v.version, h.from_stage, h.to_stage, h.action, h.actor, h.at, h.reason "
+                "FROM stage_history h JOIN versions v ON v.id = h.version_id WHERE h.model_id = ? ORDER BY h.id",
+                (model_id,),
+            )
+        ]
+
+    def alias_history(self, model_id: int) -> list[AliasChange]:
+        return [
+            AliasChange(id=r[0], alias=r[1], from_version=r[2], to_version=r[3], actor=r[4], at=to_dt(r[5]), reason=r[6])
+            for r in self._all(
+                "SELECT h.id, h.alias, fv.version, tv.version, h.actor, h.at, h.reason FROM alias_history h "
+                "LEFT JOIN versions fv ON fv.id = h.from_version_id LEFT JOIN versions tv ON tv.id = h.to_version_id "
+                "WHERE h.model_id = ? ORDER BY h.id",
+                (model_id,),
+            )
+        ]
+
+    def approvals(self, version_id: int) -> list[tuple[str, datetime, str | None]]:
+        return [
+            (a, to_dt(at), note)
+            for a, at, note in self._all(
+                "SELECT approver, at, note FROM approvals WHERE version_id = ? ORDER BY at", (version_id,)
+            )
+        ]
+
+    def audit(
+        self,
+        *,
+        model: str | None,
+        version: str | None,
+        actor: str | None,
+        action: str | None,
+        since: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> PageOf[AuditEvent]:
+        where, params = ["1"], []
+        for col, val in (("model", model), ("version", version), ("actor", actor)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if action is not None:
+            # a topic prefix: "alias" matches alias.set and alias.deleted
+            where.append("(action = ? OR substr(action, 1, ?) = ?)")
+            params.extend([action, len(action) + 1, action + "."])
+        if since is not None:
+            where.append("at >= ?")
+            params.append(to_us(since))
+        if cursor:
+            (after,) = cursors.decode(cursor, 1)
+            where.append("id < ?")
+            params.append(after)
+        rows = self._all(
+            f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", [*params, limit + 1]
+        )
+        more = len(rows) > limit
+        items = [_audit_event(r) for r in rows[:limit]]
+        return PageOf(items, cursors.encode(items[-1].id) if more else None)
+
+    def audit_chain(self, after_id: int, limit: int) -> list[AuditEvent]:
+        return [
+            _audit_event(r)
+            for r in self._all(f"SELECT {_AUDIT_COLS} FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        ]
+
+    # ------------------------------------------------------------------ artifacts, gc, lineage
+
+    def artifacts(self, name: str | None, ref: str | None) -> list[StoredArtifact]:
+        if name is not None and ref is not None:
+            ids: Iterable[int] = [self.row(name, ref).id]
+        elif name is not None:
+            ids = [r[0] for r in self._all("SELECT id FROM versions WHERE model_id = ? ORDER BY id", (self.model_id(name),))]
+        else:
+            ids = [r[0] for r in self._all("SELECT id FROM versions ORDER BY id")]
+        return self._artifacts_by_id(ids)
+
+    def _artifacts_by_id(self, ids: Iterable[int]) -> list[StoredArtifact]:
+        out = []
+        for vid in ids:
+            r = self._one(
+                "SELECT m.name, v.version, v.digest, v.kind, v.store_mode, v.stored_path, v.source_path, "
+                "d.files, v.pruned_at FROM versions v JOIN models m ON m.id = v.model_id "
+                "LEFT JOIN version_details d ON d.version_id = v.id WHERE v.id = ?",
+                (vid,),
+            )
+            out.append(
+                StoredArtifact(
+                    version_id=vid, model=r[0], version=r[1], digest=r[2], kind=r[3], store_mode=r[4],
+                    stored_path=r[5], source_path=r[6],
+                    files=[FileEntry.model_validate(f) for f in json.loads(r[7] or "[]")], pruned=r[8] is not None,
+                )  # fmt: skip
+            )
+        return out
+
+    def referenced_digests(self) -> set[str]:
+        """Every blob digest a live (unpruned) version or an environment lock still needs."""
+        refs = {d for (d,) in self._all("SELECT digest FROM versions WHERE pruned_at IS NULL AND store_mode = 'copy'")}
+        refs.update(
+            d
+            for (d,) in self._all(
+                "SELECT f.digest FROM version_files f JOIN versions v ON v.id = f.version_id "
+                "WHERE v.pruned_at IS NULL AND v.store_mode = 'copy'"
+            )
+        )
+        refs.update(d for (d,) in self._all("SELECT digest FROM env_locks"))
+        return refs
+
+    def prunable(self, keep_last: int, older_than_us: int | None) -> list[StoredArtifact]:
+        """Versions gc may prune: beyond each model's newest ``keep_last``, older than the cutoff, stored
+        by copy, not pruned yet, never in production, not in staging, and not pointed at by an alias."""
+        where = ["ranked.rn > ?", "ranked.pruned_at IS NULL", "ranked.store_mode = 'copy'",
+                 "ranked.stage IN ('none', 'archived')",
+                 "NOT EXISTS (SELECT 1 FROM stage_history h WHERE h.version_id = ranked.id AND h.to_stage = 'production')",
+                 "NOT EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = ranked.id)"]  # fmt: skip
+        params: list[Any] = [keep_last]
+        if older_than_us is not None:
+            where.append("ranked.created_at < ?")
+            params.append(older_than_us)
+        ids = [r[0] for r in self._all(
+            "SELECT ranked.id FROM (SELECT v.*, row_number() OVER (PARTITION BY v.model_id ORDER BY v.id DESC) AS rn "
+            f"FROM versions v) ranked WHERE {' AND '.join(where)} ORDER BY ranked.id", params,
+        )]  # fmt: skip
+        return [a for vid in ids for a in self._artifacts_by_id([vid])]
+
+    def live_trees(self) -> set[str]:
+        """Directory digests whose hard-linked trees a live version still serves from."""
+        return {d for (d,) in self._all(
+            "SELECT digest FROM versions WHERE kind = 'directory' AND store_mode = 'copy' AND pruned_at IS NULL"
+        )}  # fmt: skip
+
+    def children(self, name: str, version: str) -> list[VersionRow]:
+        return [
+            _version_row(r)
+            for r in self._all(
+                f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.parent = ? ORDER BY v.id",
+                (f"{name}:{version}",),
+            )
+        ]
+
+    def counts(self) -> tuple[int, int]:
+        models = self._one("SELECT count(*) FROM models")[0]
+        versions = self._one("SELECT max(id) FROM versions")[0] or 0  # ids are never reused: max(id) is O(1)
+        return int(models), int(versions)
+
+    def watches(self) -> list[WatchSpec]:
+        return [WatchSpec.model_validate_json(spec) for (spec,) in self._all("SELECT spec FROM watches ORDER BY path")]
+
+    def seen_under(self, root: str) -> dict[str, SeenEntry]:
+        # a range scan on the primary key: every path that starts with "<root>/" ("0" follows "/")
+        base = root.rstrip("/")
+        return {
+            r[0]: SeenEntry(*r)
+            for r in self._all(
+                "SELECT path, size, mtime_ns, inode, digest, outcome FROM ingest_seen "
+                "WHERE path = ? OR (path >= ? AND path < ?)",
+                (base, base + "/", base + "0"),
+            )
+        }
+
+
+_AUDIT_COLS = "id, at, actor, action, model, version, from_value, to_value, reason, details, prev_hash, hash"
+
+
+def _audit_event(r: Sequence[Any]) -> AuditEvent:
+    return AuditEvent(
+        id=r[0], at=to_dt(r[1]), actor=r[2], action=r[3], model=r[4], version=r[5], from_=r[6], to=r[7],
+        reason=r[8], details=json.loads(r[9]), prev_hash=r[10], hash=r[11],
+    )  # fmt: skip
+
+
+def _not_found_message(name: str, ref: str) -> str:
+    if SEMVER_RE.match(ref):
+        return f"model {name!r} has no version {ref}"
+    if ref == "latest":
+        return f"model {name!r} has no versions"
+    if ref in STAGE_NAMES:
+        return f"model {name!r} has no version in {ref}"
+    return f"model {name!r} has no alias {ref.lstrip('@')!r} (a version is 1.2.0, latest, a stage or @alias)"
+
