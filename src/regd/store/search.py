@@ -205,28 +205,51 @@ def _conjuncts(node: Node) -> list[Node]:
     return [node]
 
 
-def _driver(root: Node) -> Comparison | None:
-    """The one equality that should drive the search through an index (see the module docstring)."""
-    terms = [c for c in _conjuncts(root) if isinstance(c, Comparison)]
-    if any(c.field.name in ("name", "model") and c.op in ("=", "in") for c in terms):
-        return None  # the model's own versions, in id order, are already the cheapest path
-    candidates = [
-        c for c in terms
-        if c.op in ("=", "in") and all(v.kind != "null" for v in c.values)
-        and (c.field.name == "alias" or (c.field.name in _KEYED and c.field.key is not None))
-    ]
-    aliases = [c for c in candidates if c.field.name == "alias"]
+def _lookup_terms(node: Node) -> list[Comparison] | None:
+    """The equalities on tags, params, metrics or aliases that ``node`` ORs together, or None."""
+    while isinstance(node, Group):
+        node = node.inner
+    if isinstance(node, Comparison):
+        ok = node.op in ("=", "in") and all(v.kind != "null" for v in node.values) and (
+            node.field.name == "alias" or (node.field.name in _KEYED and node.field.key is not None)
+        )
+        return [node] if ok else None
+    if isinstance(node, BoolOp) and node.op == "or":
+        terms: list[Comparison] = []
+        for operand in node.operands:
+            inner = _lookup_terms(operand)
+            if inner is None:
+                return None
+            terms += inner
+        return terms
+    return None
+
+
+def _driver(root: Node) -> Node | None:
+    """The one top-level term that should drive the search through an index (see the module docstring)."""
+    terms = _conjuncts(root)
+    for t in terms:
+        if isinstance(t, Comparison) and t.field.name in ("name", "model") and t.op in ("=", "in"):
+            return None  # the model's own versions, in id order, are already the cheapest path
+    candidates = [t for t in terms if _lookup_terms(t) is not None]
+    aliases = [t for t in candidates if all(c.field.name == "alias" for c in _lookup_terms(t) or ())]
     return (aliases or candidates or [None])[0]
 
 
 class _Compiler:
     """Walk the AST, appending SQL text and its parameters in the same order."""
 
-    def __init__(self, driver: Comparison | None) -> None:
+    def __init__(self, driver: Node | None) -> None:
         self.driver = driver
         self.params: list[Any] = []
 
     def node(self, node: Node) -> str:
+        if node is self.driver and not isinstance(node, Comparison):
+            while isinstance(node, Group):
+                node = node.inner
+            # an OR of lookups: one IN over their UNION ALL, walked in v.id order like a single one
+            selects = [self.lookup(c) for c in _lookup_terms(node) or ()]
+            return "v.id IN (" + " UNION ALL ".join(selects) + ")"
         if isinstance(node, Group):
             return self.node(node.inner)
         if isinstance(node, Not):
@@ -275,6 +298,10 @@ class _Compiler:
             # a prefix: a range on the versions_digest index instead of a LIKE scan (digests are lower-case hex)
             prefix = values[0][:-1].lower()  # type: ignore[index]
             return self.emit("(v.digest >= ? AND v.digest < ?)", prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        if name in ("name", "model"):
+            # through the models table, not m: the plan then starts from versions_model_created
+            # whichever join order the caller's query gets (a CROSS JOIN or ANALYZE stats)
+            return "v.model_id IN (SELECT id FROM models WHERE " + self.test("name", c.op, values) + ")"
         sql = self.test(col, c.op, values)
         return f"({col} IS NOT NULL AND {sql})" if name == "description" else sql
 
@@ -315,31 +342,43 @@ class _Compiler:
             sql = "EXISTS (SELECT 1 FROM aliases WHERE version_id = v.id)"
             return sql if c.op == "!=" else f"NOT {sql}"
         _allow(c, _SET)
-        op = _NEGATED.get(c.op, c.op)
-        test = self.test("alias", op, [v.value for v in self.strings(c)])
+        if c.op in _NEGATED:  # "does not carry alias x", not "carries some other alias"
+            positive = Comparison(c.field, _NEGATED[c.op], c.values, c.op_pos)
+            return "NOT " + self.exists("aliases", self.condition(positive))
         if c is self.driver:
-            sql = f"v.id IN (SELECT version_id FROM aliases WHERE {test})"
-        else:
-            sql = f"EXISTS (SELECT 1 FROM aliases WHERE version_id = v.id AND {test})"
-        return f"NOT {sql}" if c.op in _NEGATED else sql
+            return f"v.id IN ({self.lookup(c)})"
+        return self.exists("aliases", self.condition(c))
 
     def keyed(self, c: Comparison, null: bool) -> str:
-        table, key = c.field.name, c.field.key
-        self.params.append(key)
         if null:
-            sql = f"EXISTS (SELECT 1 FROM {table} WHERE version_id = v.id AND key = ?)"
+            sql = self.exists(c.field.name, self.emit("key = ?", c.field.key))
             return sql if c.op == "!=" else f"NOT {sql}"
-        if table == "metrics":
-            _allow(c, _ALL[:8], hint="metrics are numbers")
-            test = self.test("value", c.op, [v.value for v in self.numbers(c)])
-        elif table == "tags":
-            _allow(c, _ALL)
-            test = self.test("value", c.op, [v.value for v in self.strings(c)])
-        else:
-            test = self.param_test(c)
         if c is self.driver:
-            return f"v.id IN (SELECT version_id FROM {table} WHERE key = ? AND {test})"
-        return f"EXISTS (SELECT 1 FROM {table} WHERE version_id = v.id AND key = ? AND {test})"
+            return f"v.id IN ({self.lookup(c)})"
+        return self.exists(c.field.name, self.condition(c))
+
+    def lookup(self, c: Comparison) -> str:
+        """``SELECT version_id`` of the rows matching ``c``: walks the (key, value, version_id) index."""
+        table = "aliases" if c.field.name == "alias" else c.field.name
+        return f"SELECT version_id FROM {table} WHERE {self.condition(c)}"
+
+    def exists(self, table: str, condition: str) -> str:
+        """A primary-key probe per version: cheap while the scan in v.id order fills the LIMIT."""
+        return f"EXISTS (SELECT 1 FROM {table} WHERE version_id = v.id AND {condition})"
+
+    def condition(self, c: Comparison) -> str:
+        """The test on one row of aliases, metrics, params or tags."""
+        if c.field.name == "alias":
+            _check_field(c.field)
+            return self.test("alias", c.op, [v.value for v in self.strings(c)])
+        key = self.emit("key = ?", c.field.key)
+        if c.field.name == "metrics":
+            _allow(c, _ALL[:8], hint="metrics are numbers")
+            return f"{key} AND " + self.test("value", c.op, [v.value for v in self.numbers(c)])
+        if c.field.name == "tags":
+            _allow(c, _ALL)
+            return f"{key} AND " + self.test("value", c.op, [v.value for v in self.strings(c)])
+        return f"{key} AND " + self.param_test(c)
 
     def param_test(self, c: Comparison) -> str:
         _allow(c, _ALL)

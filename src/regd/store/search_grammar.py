@@ -59,9 +59,9 @@ COMPARATOR: "!=" | "<=" | ">=" | "=" | "<" | ">"
 LPAR: "("
 RPAR: ")"
 _COMMA: ","
-NAME: /[a-z_][a-z0-9_]*/i
-KEYED: /[a-z_][a-z0-9_]*\.[a-z0-9_][a-z0-9_.:\/-]*/i
-KEYED_Q: /[a-z_][a-z0-9_]*\.(?=['"])/i
+NAME: /(?!(?:not|and|or|in|like|true|false|null|asc|desc)\b)[a-z_][a-z0-9_]*/i
+KEYED.3: /[a-z_][a-z0-9_]*\.[a-z0-9_][a-z0-9_.:\/-]*/i
+KEYED_Q.3: /[a-z_][a-z0-9_]*\.(?=['"])/i
 STRING: /'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"/s
 NUMBER: /-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?/i
 %ignore /\s+/
@@ -146,7 +146,7 @@ class FilterProblem(Exception):
 # --- parsing ---------------------------------------------------------------------------------
 
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
-_ESCAPE_RE = re.compile(r"\\(.)|''|\"\"", re.S)
+_ESCAPE_RE = {"'": re.compile(r"\\(.)|''", re.S), '"': re.compile(r'\\(.)|""', re.S)}
 
 
 def unquote(literal: str) -> str:
@@ -160,7 +160,7 @@ def unquote(literal: str) -> str:
             return m.group(0)[0]
         return _ESCAPES.get(m.group(1), m.group(0))
 
-    return _ESCAPE_RE.sub(one, literal[1:-1])
+    return _ESCAPE_RE[literal[0]].sub(one, literal[1:-1])
 
 
 class _ToAst(Transformer[Token, object]):
@@ -195,7 +195,7 @@ class _ToAst(Transformer[Token, object]):
         if not items:
             rpar = children[-1]
             assert isinstance(rpar, Token)
-            raise FilterProblem(rpar.start_pos, "empty 'in' list", ["a value"])
+            raise FilterProblem(rpar.start_pos, "empty 'in' list", ["value"], hint="expected a value")
         if len(items) > MAX_IN_ITEMS:
             raise FilterProblem(items[MAX_IN_ITEMS].pos, f"'in' list longer than {MAX_IN_ITEMS} items")
         return items
@@ -347,6 +347,10 @@ def _syntax_problem(text: str, exc: UnexpectedInput, start: str) -> FilterProble
         pos = len(text)
         terminals = set(getattr(exc, "expected", ()) or ())
         shown = "end of text"
+    # the state after a field is shared by both start rules: keep what this one can use
+    terminals -= {"ASC", "DESC"} if start == "filter" else {"COMPARATOR", "LIKE", "IN", "NOT"}
+    if start == "filter" and terminals & {"$END", "RPAR"} and not terminals & (_VALUE_TERMINALS | {"_COMMA"}):
+        terminals |= {"_AND", "_OR"}  # LALR reduced the comparison before failing: it could go on
     phrases, items = _expected(terminals)
     what = f"unexpected {shown}"
     return FilterProblem(pos, what, items, hint=_join(phrases))

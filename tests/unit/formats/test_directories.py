@@ -14,6 +14,7 @@ from tests.modelfiles import (
     tree_names,
     write_hf_dir,
     write_mlflow_dir,
+    write_onnx,
     write_safetensors,
     write_savedmodel_dir,
 )
@@ -227,3 +228,31 @@ def test_companion_files_with_model_extensions_do_not_warn(tmp_path):
     info = read_directory(root, "huggingface", tree_names(root))
     assert info.warnings == []
     assert info.metadata["files"]["vocab.bin"] == "unknown"
+
+
+def test_descriptor_symlinks_outside_are_not_read(tmp_path):
+    elsewhere = write_mlflow_dir(tmp_path / "elsewhere")
+    root = tmp_path / "ml"
+    root.mkdir()
+    os.symlink(elsewhere / "MLmodel", root / "MLmodel")
+    status = directory_requirements(root, "mlflow", ["MLmodel"])
+    assert status.missing == []  # the outside MLmodel's model.pkl is never asked for
+    info = read_directory(root, "mlflow", ["MLmodel"])
+    assert info.signature is None or not info.signature.inputs
+    assert [w.code for w in info.warnings] == ["symlink_skipped"]
+
+
+def test_a_plain_directory_reads_its_model_files(tmp_path):
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "weights").mkdir()
+    write_safetensors(root / "weights" / "a.safetensors")
+    write_onnx(root / "model.onnx")
+    (root / "notes.txt").write_text("hello")
+    names = tree_names(root)
+    assert detect_directory_layout(root, names) is None
+    info = read_directory(root, "directory", names)
+    assert info.format == "directory" and info.warnings == []
+    assert {t.file for t in info.tensors} == {"weights/a.safetensors", "model.onnx"}
+    assert [s.name for s in info.signature.inputs] == ["X"]
+    assert info.signature.extra == {"opset": {"ai.onnx": 17}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,13 @@ def test_directory_is_an_os_error(tmp_path):
         read_file(tmp_path)
 
 
+def test_a_fifo_is_not_opened(tmp_path, bounded):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    info = bounded(read_file, fifo)
+    assert info.format == "unknown" and info.warnings[0].code == "unknown_format"
+
+
 def test_results_are_json_able(tmp_path):
     paths = [
         write_safetensors(tmp_path / "a.safetensors", metadata={"k": "v"}),
@@ -141,7 +149,7 @@ def _read_bytes(bounded, tmp_path: Path, ext: str, data: bytes) -> FormatInfo:
     return info
 
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ

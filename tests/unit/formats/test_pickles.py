@@ -86,7 +86,8 @@ def test_extension_codes_are_unsafe():
 
 def test_allow_list_and_danger_list():
     for name in [
-        "torch._utils._rebuild_tensor_v2", "torch.FloatStorage", "torch.BFloat16Storage", "torch.Size", "torch.bfloat16",
+        "torch._utils._rebuild_tensor_v2", "torch.FloatStorage", "torch.BFloat16Storage", "torch.Size",
+        "torch.bfloat16",
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray",
         "joblib.numpy_pickle.NumpyArrayWrapper", "builtins.set", "builtins.slice", "collections.OrderedDict",
         "sklearn.linear_model._logistic.LogisticRegression", "scipy.sparse._csr.csr_matrix",
@@ -216,3 +217,20 @@ def test_builder_pickles_reference_without_importing():
     stream = pickle_bytes(["definitely_not_a_module:thing"], protocol=2)
     scan = scan_pickle(io.BytesIO(stream), 10**6)
     assert scan.imports == ["definitely_not_a_module.thing"]
+
+
+@pytest.mark.parametrize("compress", [None, "zlib"])
+def test_array_bytes_do_not_count_against_the_parse_budget(tmp_path, monkeypatch, compress):
+    import regd.ingest.formats.pickles as pickles
+
+    monkeypatch.setattr(pickles, "MAX_PICKLE_BYTES", 4096)
+    info = read_file(write_joblib(tmp_path / "big.joblib", {"w": np.zeros(100_000)}, compress=compress))
+    assert info.warnings == []
+
+
+def test_inflating_to_skip_is_bounded(tmp_path, monkeypatch):
+    import regd.ingest.formats.picklesource as picklesource
+
+    monkeypatch.setattr(picklesource, "MAX_INFLATE_SKIP", 1000)
+    info = read_file(write_joblib(tmp_path / "big.joblib", {"w": np.zeros(100_000)}, compress="zlib"))
+    assert {w.code for w in info.warnings} == {"format_error", "unsafe_pickle"}

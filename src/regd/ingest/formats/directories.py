@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,7 +15,7 @@ from regd.ingest.formats.huggingface import (
     read_indexes,
 )
 from regd.ingest.formats.info import DirectoryStatus, FormatInfo, add_counts
-from regd.ingest.formats.limits import MAX_DIR_FILES, MAX_META_KEYS, MAX_TENSORS, FormatError
+from regd.ingest.formats.limits import MAX_DIR_FILES, MAX_META_KEYS, MAX_TENSORS, FormatError, contained
 from regd.ingest.formats.mlflow import MLMODEL, describe_mlmodel, load_mlmodel, mlflow_requirements, read_environment
 from regd.ingest.formats.savedmodel import (
     SAVED_MODEL_PB,
@@ -25,7 +24,6 @@ from regd.ingest.formats.savedmodel import (
     savedmodel_requirements,
 )
 
-LAYOUTS = ("mlflow", "huggingface", "tensorflow-savedmodel")
 # Per-file facts worth lifting to the directory (the first file's value wins); the rest stay per file.
 MERGED_KEYS = {
     "opset_import", "ir_version", "producer_name", "producer_version", "keras_version", "gguf_version",
@@ -68,10 +66,9 @@ def read_directory(path: Path, layout: str, files: Sequence[str]) -> FormatInfo:
     warning; nothing outside the directory is opened.
     """
     info = FormatInfo(format=layout or "unknown")
-    root = path.resolve()
     safe: list[str] = []
     for rel in sorted(set(files)):
-        problem = _outside(root, path, rel)
+        problem = _outside(path, rel)
         if problem:
             info.warn("symlink_skipped", problem)
         else:
@@ -98,7 +95,7 @@ def read_directory(path: Path, layout: str, files: Sequence[str]) -> FormatInfo:
         _check_weight_map(path, safe, info)
     inputs = (layout_sig.inputs if layout_sig else []) or (io_signature.inputs if io_signature else [])
     outputs = (layout_sig.outputs if layout_sig else []) or (io_signature.outputs if io_signature else [])
-    extra = dict(layout_sig.extra) if layout_sig else {}
+    extra = {**(io_signature.extra if io_signature else {}), **(layout_sig.extra if layout_sig else {})}
     specs = [TensorSpec(name=t.name, dtype=t.dtype, shape=list(t.shape)) for t in info.tensors]
     if inputs or outputs or specs or extra:
         info.signature = Signature(inputs=inputs, outputs=outputs, tensors=specs, extra=extra)
@@ -132,17 +129,12 @@ def _is_model_file(rel: str) -> bool:
     return ext in MODEL_EXTS or inner in MODEL_EXTS
 
 
-def _outside(root: Path, path: Path, rel: str) -> str | None:
-    """Explain why ``rel`` must not be opened (escapes the directory), or return None."""
+def _outside(path: Path, rel: str) -> str | None:
+    """Explain why ``rel`` must not be opened (it escapes the directory), or return None."""
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         return f"skipped {rel!r}: not a path inside the directory"
-    full = path / rel
-    try:
-        target = Path(os.path.realpath(full))
-    except (OSError, RuntimeError):
-        return f"skipped {rel!r}: its link cannot be resolved"
-    if not target.is_relative_to(root):
+    if contained(path, rel) is None:
         return f"skipped {rel!r}: a symlink pointing outside the model directory"
     return None
 

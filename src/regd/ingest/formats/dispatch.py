@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -111,6 +114,14 @@ def read_file(path: Path) -> FormatInfo:
     ``format_error`` warning, an unrecognised one as ``unknown``. Raises OSError only for I/O errors
     (the file vanished, permission denied).
     """
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a model file", str(path))
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO would block until a writer appears; a device could be endless.
+        info = FormatInfo(format="unknown")
+        info.warn("unknown_format", f"{path.name} is not a regular file")
+        return info
     with open(path, "rb") as f:
         head = f.read(16)
         size = f.seek(0, 2)

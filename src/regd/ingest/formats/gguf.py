@@ -180,17 +180,36 @@ class _Reader:
             head = [bounded(v) for v in struct.unpack(f"{self.endian}{n}{code}", raw)]
             self.skip((count - n) * size, f"array of {key!r}")
         elif etype == STRING:
-            for i in range(count):
-                if i < MAX_META_HEAD:
-                    head.append(self.string(f"array of {key!r}", keep=MAX_META_STRING))
-                else:
-                    self.skip(self.unpack("Q", f"array of {key!r}"), f"array of {key!r}")
+            n = min(count, MAX_META_HEAD)
+            head = [self.string(f"array of {key!r}", keep=MAX_META_STRING) for _ in range(n)]
+            self.skip_strings(count - n, key)
         else:
             for i in range(count):
                 item = self.value(etype, key, depth + 1)
                 if i < MAX_META_HEAD:
                     head.append(item)
         return {"type": VALUE_TYPES[etype][0], "len": count, "head": head}
+
+    def skip_strings(self, count: int, key: str) -> None:
+        """Step over ``count`` length-prefixed strings, parsing lengths from 1 MiB reads (vocabularies are big)."""
+        code = self.endian + "Q"
+        buf, off = b"", 0
+        for _ in range(count):
+            if len(buf) - off < 8:
+                buf, off = buf[off:] + self.f.read(1 << 20), 0
+                if len(buf) < 8:
+                    raise FormatError(f"gguf key {key!r}: string array truncated")
+            (length,) = struct.unpack_from(code, buf, off)
+            off += 8
+            if length > MAX_STRING:
+                raise FormatError(f"gguf key {key!r}: string of {length} bytes")
+            if len(buf) - off >= length:
+                off += length
+            else:
+                self.skip(length - (len(buf) - off), f"array of {key!r}")
+                buf, off = b"", 0
+        if len(buf) - off:
+            self.f.seek(off - len(buf), 1)  # hand back what was read ahead
 
     def tensor_info(self) -> tuple[str, list[int], int, int]:
         name = self.string("tensor name", MAX_NAME)

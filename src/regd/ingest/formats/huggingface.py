@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from regd.ingest.formats.info import DirectoryStatus, FormatInfo
-from regd.ingest.formats.limits import FormatError, bounded, read_json_file
+from regd.ingest.formats.limits import FormatError, bounded, contained, read_json_file
 
 CONFIG_FILES = ("config.json", "adapter_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".ckpt")
@@ -44,7 +44,7 @@ def index_files(names: Collection[str]) -> list[str]:
 
 def shard_names(root: Path, index: str) -> list[str]:
     """Return the shard files an index's weight_map names, in first-seen order."""
-    doc = read_json_file(root / index, index)
+    doc = _read_json(root, index)
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(weight_map, dict):
         raise FormatError(f"{index} has no weight_map")
@@ -59,6 +59,13 @@ def shard_names(root: Path, index: str) -> list[str]:
             if len(shards) > MAX_SHARDS:
                 raise FormatError(f"{index} names more than {MAX_SHARDS} shards")
     return shards
+
+
+def _read_json(root: Path, relpath: str) -> Any:
+    path = contained(root, relpath)
+    if path is None:
+        raise FormatError(f"{relpath} links outside the model directory")
+    return read_json_file(path, relpath)
 
 
 def _inside(relpath: str) -> bool:
@@ -94,8 +101,8 @@ def read_config(root: Path, info: FormatInfo) -> dict[str, Any]:
     """Record config.json's architecture facts in the metadata; return them for the signature."""
     facts: dict[str, Any] = {}
     for name in CONFIG_FILES:
-        path = root / name
-        if not path.is_file() or path.is_symlink():
+        path = contained(root, name)
+        if path is None or not path.is_file():
             continue
         try:
             config = read_json_file(path, name)
@@ -120,7 +127,7 @@ def read_indexes(root: Path, names: Collection[str], info: FormatInfo) -> dict[s
     merged: dict[str, str] = {}
     for index in index_files(names):
         try:
-            doc = read_json_file(root / index, index)
+            doc = _read_json(root, index)
         except FormatError as exc:
             info.format_error(str(exc))
             continue

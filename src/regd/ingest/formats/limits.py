@@ -130,6 +130,20 @@ class BoundedFile(io.RawIOBase):
         return self.read_exact(n, what)
 
 
+def contained(root: Path, relpath: str) -> Path | None:
+    """Return ``root / relpath`` when it stays inside ``root`` once symlinks are resolved, else None."""
+    parts = Path(relpath).parts
+    if not parts or Path(relpath).is_absolute() or ".." in parts:
+        return None
+    full = root / relpath
+    try:
+        target = Path(os.path.realpath(full))
+        inside = target.is_relative_to(Path(os.path.realpath(root)))
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return full if inside else None
+
+
 def read_capped(path: Path, cap: int, what: str) -> bytes:
     """Read a whole small file, refusing one larger than ``cap``."""
     with open(path, "rb") as f:

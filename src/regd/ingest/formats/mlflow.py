@@ -16,6 +16,7 @@ from regd.ingest.formats.limits import (
     MAX_YAML_FILE,
     FormatError,
     bounded,
+    contained,
     read_capped,
 )
 
@@ -182,7 +183,10 @@ def mlflow_requirements(root: Path, names: Collection[str]) -> DirectoryStatus:
     if MLMODEL not in names:
         return DirectoryStatus(complete=False, missing=[MLMODEL], expected_later=list(ENV_FILES))
     try:
-        doc = load_mlmodel(root / MLMODEL)
+        mlmodel = contained(root, MLMODEL)
+        if mlmodel is None:
+            raise FormatError("MLmodel links outside the model directory")
+        doc = load_mlmodel(mlmodel)
     except FormatError:
         # A half-written MLmodel: settle detection waits for it; the reader reports it if it stays broken.
         return DirectoryStatus(complete=True, expected_later=[n for n in ENV_FILES if n not in names])
@@ -194,15 +198,15 @@ def mlflow_requirements(root: Path, names: Collection[str]) -> DirectoryStatus:
 def read_environment(root: Path, info: FormatInfo) -> None:
     """Record requirements from requirements.txt, conda.yaml and python_env.yaml beside MLmodel."""
     meta = info.metadata
-    req = root / "requirements.txt"
-    if req.is_file() and not req.is_symlink():
+    req = contained(root, "requirements.txt")
+    if req is not None and req.is_file():
         try:
             meta["requirements"] = parse_requirements(read_capped(req, MAX_TEXT_FILE, "requirements.txt"))
         except FormatError as exc:
             info.format_error(str(exc))
     for name, key in (("python_env.yaml", "python_env"), ("conda.yaml", "conda")):
-        path = root / name
-        if not path.is_file() or path.is_symlink():
+        path = contained(root, name)
+        if path is None or not path.is_file():
             continue
         try:
             doc = load_yaml(read_capped(path, MAX_YAML_FILE, name), name)

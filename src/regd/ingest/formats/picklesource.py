@@ -18,6 +18,8 @@ from regd.ingest.formats.limits import MAX_INLINE_BYTES, FormatError
 
 _LINE_CAP = 64 * 1024
 _CHUNK = 64 * 1024
+MAX_INFLATE_SKIP = 4 * 1024**3
+"""Payload bytes a walk may inflate just to step over them (joblib arrays in a compressed file)."""
 
 
 @dataclass(eq=False)
@@ -37,16 +39,21 @@ class Opaque:
 
 
 class PickleSource:
-    """A buffered byte source that enforces the walk's byte budget and skips without reading when it can.
+    """A buffered byte source that enforces the walk's budgets and skips without reading when it can.
 
-    Reads ahead in chunks (one Python call per opcode through a file wrapper would dominate the
-    walk); ``release`` hands unread bytes back to a seekable stream so the next reader starts right.
+    ``limit`` bounds the bytes actually parsed. Skipped payloads (array bytes, long strings) cost
+    nothing on a seekable file and are bounded only by its size; on a decompressing stream they must
+    be inflated, so they draw on ``MAX_INFLATE_SKIP``. Reads ahead in chunks (one Python call per
+    opcode through a file wrapper would dominate the walk); ``release`` hands unread bytes back to a
+    seekable stream so the next reader starts right.
     """
 
     def __init__(self, stream: BinaryIO, limit: int) -> None:
         self.stream = stream
         self.limit = limit
         self.pos = 0
+        """Bytes consumed, skipped ones included."""
+        self.skipped = 0
         self._buf = b""
         self._off = 0
         try:
@@ -66,8 +73,13 @@ class PickleSource:
             have = len(self._buf)
         return True
 
+    @property
+    def walked(self) -> int:
+        """Bytes parsed (consumed and not skipped)."""
+        return self.pos - self.skipped
+
     def read(self, n: int) -> bytes:
-        if n > self.limit - self.pos:
+        if n > self.limit - self.walked:
             raise OverLimit()
         if len(self._buf) - self._off < n and not self._fill(n):
             raise FormatError(f"pickle truncated at byte {self.pos + len(self._buf) - self._off}")
@@ -79,10 +91,9 @@ class PickleSource:
     def skip(self, n: int) -> None:
         have = len(self._buf) - self._off
         if n <= have:
-            if n > self.limit - self.pos:
-                raise OverLimit()
             self._off += n
             self.pos += n
+            self.skipped += n
             return
         rest = n - have
         if self.seekable:
@@ -91,11 +102,9 @@ class PickleSource:
             self.stream.seek(here)
             if here + rest > end:
                 raise FormatError(f"pickle truncated: {n} bytes claimed at byte {self.pos}")
-            if n > self.limit - self.pos:
-                raise OverLimit()
             self.stream.seek(here + rest)
         else:
-            if n > self.limit - self.pos:
+            if self.skipped + n > MAX_INFLATE_SKIP:
                 raise OverLimit()
             while rest:
                 chunk = self.stream.read(min(rest, 1024 * 1024))
@@ -104,10 +113,11 @@ class PickleSource:
                 rest -= len(chunk)
         self._buf, self._off = b"", 0
         self.pos += n
+        self.skipped += n
 
     def readline(self, skippable: bool = False) -> bytes | None:
         """Read a newline-terminated argument; a longer-than-cap data line is skipped (None)."""
-        cap = min(_LINE_CAP, self.limit - self.pos)
+        cap = min(_LINE_CAP, self.limit - self.walked)
         while True:
             nl = self._buf.find(b"\n", self._off, self._off + cap)
             if nl >= 0:

@@ -116,7 +116,7 @@ class Machine:
             out.value = self._loop()
             out.complete = True
         except OverLimit:
-            out.error = f"pickle stream longer than the {self.src.limit}-byte scan limit; not walked to the end"
+            out.error = f"pickle stream exceeds the scan budget ({self.src.limit} parsed bytes); not walked to the end"
             out.limited = True
         except TooManyOps:
             out.error = "pickle too large to walk (opcode, stack, mark or memo limit); not walked to the end"
@@ -328,8 +328,3 @@ def _setitems(target: Any, items: list[Any]) -> None:
             mapping[key] = items[i + 1]
         except TypeError:
             mapping[_Key(key)] = items[i + 1]
-
-
-def walk_pickle(stream: BinaryIO, limit: int, on_build: Callable[[Machine, Any], None] | None = None) -> PickleRun:
-    """Walk one pickle from the stream's current position to its STOP opcode."""
-    return Machine(stream, limit, on_build).run()

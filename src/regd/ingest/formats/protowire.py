@@ -7,7 +7,6 @@ either its scalar value or the byte span of its payload, so a reader descends on
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -140,8 +139,3 @@ def expect(field: Field, wire: int, what: str) -> None:
     """Raise FormatError when ``field`` does not have the wire type its schema says."""
     if field.wire != wire:
         raise FormatError(f"protobuf: {what} has wire type {field.wire}, expected {wire}")
-
-
-def fixed_float(field: Field) -> float:
-    """Decode a fixed32 float field."""
-    return struct.unpack("<f", field.value.to_bytes(4, "little"))[0]

@@ -1,0 +1,1 @@
+"""regd's benchmarks: ``python -m bench <name>``, results written to docs/BENCHMARKS.md."""
