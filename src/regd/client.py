@@ -193,12 +193,16 @@ class Client:
         return self.call("models.rollback", {"name": name, "reason": reason, "to": to})
 
     def events(self, topics: list[str] | None = None) -> Iterator[Event]:
-        """Subscribe on this connection and yield events until the connection closes."""
+        """Subscribe on this connection now; iterate to receive events until the connection closes.
+
+        The subscription starts before this returns, so nothing published after the call is missed.
+        """
+        self.call("events.subscribe", {"topics": topics})
+        return self._event_stream()
+
+    def _event_stream(self) -> Iterator[Event]:
         from regd.domain import Event
 
-        self.call("events.subscribe", {"topics": topics})
-        assert self._sock is not None
-        self._sock.settimeout(None)
         while True:
             msg = json.loads(self._readline())
             if msg.get("method") == "event":

@@ -495,7 +495,7 @@ def test_grammar_built_once_and_parsing_is_cheap() -> None:
 SENTINEL = "§"  # never appears in the SQL text: user values only travel as parameters
 _FIELDS_TEXT = ["name", "model", "format", "created_by", "digest", "run_id", "description"]
 _keys = st.one_of(
-    st.sampled_from(["accuracy", "team", "lr", "a.b", "x-y", "n:1/2"]).map(lambda k: k),
+    st.sampled_from(["accuracy", "team", "lr", "a.b", "x-y", "n:1/2"]),
     st.text(min_size=0, max_size=8).map(lambda k: '"' + (SENTINEL + k).replace("\\", "\\\\").replace('"', '""') + '"'),
 )
 _strings = st.text(max_size=10).map(lambda s: "'" + (SENTINEL + s).replace("\\", "\\\\").replace("'", "''") + "'")

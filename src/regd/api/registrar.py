@@ -13,14 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regd.api.peercred import user_name
+from regd.api.peercred import Caller, user_name
 from regd.api.rwlock import RWLock
 from regd.config import Config
 from regd.domain import WatchState
 from regd.domain import Version
 from regd.ingest.pipeline import Source, prepare
 from regd.ingest.progress import IngestTracker
-from regd.ingest.sources import check_source
+from regd.errors import PermissionDenied
+from regd.ingest.sources import check_source, readable_by
 from regd.ingest.watcher import WatchManager
 from regd.lifecycle import registration
 
@@ -84,10 +85,21 @@ class Registrar:
         explicit: dict[str, Any] | None = None,
         watch_root: Path | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        caller: Caller | None = None,
     ) -> tuple[Version, bool]:
-        """Register one file or model directory; returns the version and whether it is new."""
+        """Register one file or model directory; returns the version and whether it is new.
+
+        ``caller``: in shared mode, a caller who could not read the path themselves is refused.
+        """
         config = self.daemon.config
         resolved = await asyncio.to_thread(check_source, Path(path), config.data_dir)
+        if caller is not None and config.api.group and caller.uid != os.getuid():
+            gids = {caller.gid, *os.getgrouplist(caller.name, caller.gid)} if not caller.name.startswith("uid:") else {caller.gid}
+            if not await asyncio.to_thread(readable_by, resolved, caller.uid, gids):
+                raise PermissionDenied(
+                    f"{caller.name} cannot read {resolved}: regd registers only what its caller could read",
+                    {"path": str(resolved), "actor": caller.name},
+                )
         size = await asyncio.to_thread(_size_of, resolved)
         ticket, advance = self.tracker.begin(str(resolved), size)
         done = 0

@@ -97,3 +97,26 @@ def derive_name(path: Path, watch_root: Path | None) -> str:
         if rel is not None and len(rel.parts) > 1:
             return sanitize_name(rel.parts[0])
     return sanitize_name(path.stem if path.is_file() else path.name)
+
+
+def readable_by(path: Path, uid: int, gids: set[int]) -> bool:
+    """Could the user ``uid`` (in groups ``gids``) read ``path`` themselves? (Shared mode: the daemon
+    reads with its own rights, so it must not register what the caller could not have read.)"""
+    def allowed(st: os.stat_result, bit_user: int, bit_group: int, bit_other: int) -> bool:
+        if uid == 0:
+            return True
+        if st.st_uid == uid:
+            return bool(st.st_mode & bit_user)
+        if st.st_gid in gids:
+            return bool(st.st_mode & bit_group)
+        return bool(st.st_mode & bit_other)
+
+    resolved = path.resolve()
+    for parent in reversed(resolved.parents):  # every directory on the way must be searchable
+        if not allowed(parent.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    targets = [resolved] if resolved.is_file() else [resolved / rel for rel in directory_files(resolved)]
+    if resolved.is_dir() and not allowed(resolved.stat(), stat.S_IRUSR | stat.S_IXUSR, stat.S_IRGRP | stat.S_IXGRP,
+                                         stat.S_IROTH | stat.S_IXOTH):  # fmt: skip
+        return False
+    return all(allowed(t.stat(), stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH) for t in targets)

@@ -26,6 +26,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 READERS = 2
+OPTIMIZE_EVERY = 1000
 
 
 def _configure(conn: sqlite3.Connection, *, reader: bool) -> None:
@@ -51,6 +52,7 @@ class SQLiteCatalog:
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
         self._listeners: list[CommitListener] = []
+        self._writes = 0
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,10 @@ class SQLiteCatalog:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            self._writes += 1
+            if self._writes % OPTIMIZE_EVERY == 0:
+                # keep the planner's statistics current as the registry grows (cheap when nothing changed)
+                conn.execute("PRAGMA optimize")
             return result
 
         result = await _run(self._writer, body)

@@ -321,7 +321,9 @@ class SQLiteReader:
                 where.append(f"v.id {cmp} ?")
                 params.append(after)
             sql = (
-                f"SELECT {_SUMMARY_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+                # CROSS JOIN pins versions as the outer loop: with statistics, SQLite otherwise puts
+                # models outside for range filters and runs 10x slower (the filter never names m)
+                f"SELECT {_SUMMARY_COLS} FROM versions v CROSS JOIN models m ON m.id = v.model_id "
                 f"WHERE {' AND '.join(f'({w})' for w in where)} ORDER BY v.id {direction} LIMIT ?"
             )
             rows = self._all(sql, [*params, limit + 1])
@@ -339,7 +341,7 @@ class SQLiteReader:
                 where.append(f"(({key}) IS NULL OR ({key}) {cmp} ? OR (({key}) = ? AND v.id {cmp} ?))")
                 params.extend([*order.params, *order.params, value, *order.params, value, after])
         sql = (
-            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v JOIN models m ON m.id = v.model_id "
+            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v CROSS JOIN models m ON m.id = v.model_id "
             f"WHERE {' AND '.join(f'({w})' for w in where)} "
             f"ORDER BY sort_key IS NULL, sort_key {direction}, v.id {direction} LIMIT ?"
         )

@@ -57,7 +57,7 @@ async def versions_register(call: Call, p: RegisterParams) -> RegisterResult:
             loop.call_soon_threadsafe(lambda: conn.spawn(conn.send(line)))
 
     version, created = await call.daemon.registrar.register(
-        p.path, actor=call.actor, name=p.name, explicit=explicit, on_progress=on_progress
+        p.path, actor=call.actor, name=p.name, explicit=explicit, on_progress=on_progress, caller=call.caller
     )
     return RegisterResult(version=version, created=created)
 

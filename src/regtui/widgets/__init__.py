@@ -1,0 +1,1 @@
+"""regtui's widgets; each carries its own look in DEFAULT_CSS."""
