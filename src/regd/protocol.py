@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from regd.diffmodel import Diff
 from regd.domain import (
     NAME_PATTERN,
     AuditEvent,
@@ -491,7 +492,7 @@ METHODS: dict[str, MethodSpec] = {
         _m("versions.search", SearchParams, Page[VersionSummary], V, "Versions matching a filter expression."),
         _m("versions.register", RegisterParams, RegisterResult, C, "Register a file or model directory.", True),
         _m("versions.tag", TagParams, Version, C, "Set or remove tags on a version.", True),
-        _m("versions.diff", DiffParams, dict, V, "What changed between two versions (or a version and a path)."),
+        _m("versions.diff", DiffParams, Diff, V, "What changed between two versions (or a version and a path)."),
         _m("versions.check", StageParams, CheckResult, V, "Run the guards for a promotion without changing anything."),
         _m("versions.promote", PromoteParams, PromoteResult, C, "Move a version to staging or production.", True),
         _m("versions.approve", ApproveParams, ApprovalsResult, A, "Approve a version for promotion.", True),

@@ -59,6 +59,7 @@ def load_handlers() -> dict[str, Handler]:
         aliases,
         audit,
         daemon_status,
+        diff,
         events,
         gc,
         lifecycle,

@@ -223,15 +223,15 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:
 
 def _statements(script: str) -> list[str]:
     """Split a migration script into complete statements (triggers contain semicolons)."""
+    text = "\n".join(line.split("--", 1)[0] for line in script.splitlines())  # our scripts quote no "--"
     out: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        stripped = line.split("--", 1)[0] if "--" in line else line
-        buf += stripped
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
+    start = 0
+    for pos, char in enumerate(text):
+        if char == ";" and sqlite3.complete_statement(text[start : pos + 1]):
+            statement = text[start : pos + 1].strip()
+            if statement != ";":
+                out.append(statement)
+            start = pos + 1
+    if text[start:].strip():
+        out.append(text[start:].strip())
     return out

@@ -1,0 +1,57 @@
+"""``versions.diff`` and ``lineage.get``: what changed between two versions, and where one came from."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from regd.api.methods import Call, handler
+from regd.diffmodel import Diff
+from regd.domain import Role, Stage, Version
+from regd.errors import InvalidParams, NotFound, PermissionDenied
+from regd.ingest.probe import probe
+from regd.lifecycle import diff, diff_files, guards
+from regd.lifecycle.lineage import lineage
+from regd.protocol import DiffParams, LineageParams, LineageResult, VersionRef
+from regd.store.catalog import ReadTx
+
+
+def _load(r: ReadTx, ref: VersionRef, side: str) -> Version:
+    try:
+        return r.version(r.row(ref.name, ref.version).id, tensors=True)
+    except NotFound as exc:
+        # say WHICH reference is unknown: "b: model 'fraud' has no version 9.9.9"
+        raise NotFound(f"{side}: {exc.message}", {"side": side, "name": ref.name, "version": ref.version}) from None
+
+
+@handler("versions.diff")
+async def versions_diff(call: Call, p: DiffParams) -> Diff:
+    if (p.b is None) == (p.b_path is None):
+        raise InvalidParams("versions.diff takes b (a version reference) or b_path (a path on disk), exactly one")
+    if p.b_path is not None and call.caller.role.rank < Role.CONTRIBUTOR.rank:
+        # reading a path is reading it as the daemon's owner: the same trust as versions.register
+        raise PermissionDenied(
+            f"diffing against a path needs the contributor role; {call.caller.name} is {call.caller.role.value}",
+            {"role": Role.CONTRIBUTOR.value, "actor": call.caller.name, "have": call.caller.role.value},
+        )
+    b_ref = p.b
+    a, b = await call.daemon.catalog.read(lambda r: (_load(r, p.a, "a"), _load(r, b_ref, "b") if b_ref else None))
+    if b is None:
+        assert p.b_path is not None
+        try:
+            b = await probe(Path(p.b_path), call.daemon.blobs, name=a.model, actor=call.actor)
+        except NotFound as exc:
+            raise NotFound(f"b_path: {exc.message}", {"side": "b", "path": p.b_path}) from None
+        except InvalidParams as exc:
+            raise InvalidParams(f"b_path: {exc.message}", {"side": "b", "path": p.b_path}) from None
+    lower = guards.lower_is_better(guards.policies_for(call.daemon.config.policy, b.model, Stage.PRODUCTION))
+    descriptors = await asyncio.to_thread(diff_files.read_descriptors, a, b, call.daemon.blobs)
+    return await asyncio.to_thread(
+        diff.diff_versions, a, b, lower_is_better=lower, descriptors=descriptors, b_path=p.b_path
+    )
+
+
+@handler("lineage.get")
+async def lineage_get(call: Call, p: LineageParams) -> LineageResult:
+    deploy_dir = call.daemon.config.deploy_dir
+    return await call.daemon.catalog.read(lambda r: lineage(r, p.name, p.version, deploy_dir=deploy_dir))

@@ -1,0 +1,53 @@
+"""The schema migrates forward from empty and from every older version, keeping the data."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from regd.store import migrations
+
+
+def conn(path):
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def test_from_empty_to_latest(tmp_path):
+    c = conn(tmp_path / "r.db")
+    assert migrations.migrate(c) == list(range(1, migrations.LATEST + 1))
+    assert migrations.schema_version(c) == migrations.LATEST
+    assert migrations.migrate(c) == []  # idempotent
+
+
+@pytest.mark.parametrize("start", range(1, migrations.LATEST))
+def test_from_every_older_schema_keeping_its_rows(tmp_path, start):
+    c = conn(tmp_path / "r.db")
+    migrations.migrate(c, target=start)
+    c.execute("INSERT INTO models (name, created_at, created_by, updated_at) VALUES ('fraud', 1, 'alice', 1)")
+    c.execute(
+        "INSERT INTO versions (model_id, major, minor, patch, version, digest, size, kind, format, stored_path, "
+        "source_path, store_mode, run_id, created_at, created_by) "
+        "VALUES (1, 1, 0, 0, '1.0.0', 'ab', 3, 'file', 'safetensors', '/s', '/src', 'copy', 'r', 1, 'alice')"
+    )
+    assert migrations.migrate(c) == list(range(start + 1, migrations.LATEST + 1))
+    assert c.execute("SELECT m.name, v.version FROM versions v JOIN models m ON m.id = v.model_id").fetchall() == [
+        ("fraud", "1.0.0")
+    ]
+
+
+def test_a_failing_step_leaves_the_previous_schema(tmp_path, monkeypatch):
+    c = conn(tmp_path / "r.db")
+    migrations.migrate(c, target=1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS[:1], "CREATE TABLE x (a); CREATE TABLE x (b);"])
+    with pytest.raises(sqlite3.OperationalError):
+        migrations.migrate(c, target=2)
+    assert migrations.schema_version(c) == 1
+    assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'x'").fetchone()[0] == 0
+
+
+def test_a_newer_database_is_refused(tmp_path):
+    c = conn(tmp_path / "r.db")
+    c.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        migrations.migrate(c)
