@@ -121,3 +121,14 @@ def fill(data_dir: Path, names: list[str], per_model: int, tags_of: Callable[[in
     finally:
         conn.close()
     return time.perf_counter() - t0
+
+
+def analyze(data_dir: Path) -> float:
+    """Refresh the planner's statistics (what ``PRAGMA optimize`` at a daemon's stop does after growth)."""
+    t0 = time.perf_counter()
+    conn = sqlite3.connect(data_dir / "registry.db", isolation_level=None)
+    try:
+        conn.execute("ANALYZE")
+    finally:
+        conn.close()
+    return time.perf_counter() - t0

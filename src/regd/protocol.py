@@ -236,6 +236,8 @@ class TagParams(Params):
 class VerifyParams(Params):
     name: Name | None = None
     version: VersionRefStr | None = None
+    repair: bool = False
+    """Re-store a missing or corrupt blob from its original file when that still has the same digest."""
 
 
 class VerifyItem(Result):
@@ -243,7 +245,7 @@ class VerifyItem(Result):
     version: str
     digest: str
     path: str
-    status: Literal["ok", "missing", "corrupt", "changed", "pruned"]
+    status: Literal["ok", "missing", "corrupt", "changed", "pruned", "repaired"]
     detail: str = ""
 
 
@@ -497,7 +499,7 @@ METHODS: dict[str, MethodSpec] = {
         _m("versions.promote", PromoteParams, PromoteResult, C, "Move a version to staging or production.", True),
         _m("versions.approve", ApproveParams, ApprovalsResult, A, "Approve a version for promotion.", True),
         _m("versions.archive", ArchiveParams, Version, C, "Archive a version.", True),
-        _m("versions.verify", VerifyParams, VerifyResult, V, "Rehash stored artifacts: ok, missing or corrupt."),
+        _m("versions.verify", VerifyParams, VerifyResult, V, "Rehash stored artifacts: ok, missing or corrupt (repair: re-store from the original).", True),
         _m("aliases.set", AliasSetParams, ModelAliases, C, "Point an alias at a version (kept in the alias history).", True),
         _m("aliases.delete", AliasDeleteParams, ModelAliases, C, "Remove an alias.", True),
         _m("audit.list", AuditListParams, Page[AuditEvent], V, "Audit events, newest first."),

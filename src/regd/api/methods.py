@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from regd.api.peercred import Caller
+from regd.domain import Role
 from regd.errors import MethodNotFound, PermissionDenied
 from regd.protocol import METHODS
 
@@ -39,6 +40,15 @@ class Call:
     @property
     def actor(self) -> str:
         return self.caller.name
+
+
+def require_role(call: Call, role: Role, what: str) -> None:
+    """Refuse (-32004, naming the role needed) when the caller's role is below ``role``."""
+    if call.caller.role.rank < role.rank:
+        raise PermissionDenied(
+            f"{what} needs the {role.value} role; {call.caller.name} is {call.caller.role.value}",
+            {"role": role.value, "actor": call.caller.name, "have": call.caller.role.value},
+        )
 
 
 def handler(name: str) -> Callable[[Callable[[Call, P], Awaitable[Any]]], Callable[[Call, P], Awaitable[Any]]]:
@@ -92,11 +102,6 @@ async def dispatch(call: Call, method: str, raw_params: Any) -> Any:
     fn = HANDLERS.get(method)
     if fn is None:
         raise MethodNotFound(f"no method {method!r}; rpc.discover lists them", {"method": method})
-    spec = METHODS[method]
-    if call.caller.role.rank < spec.role.rank:
-        raise PermissionDenied(
-            f"{method} needs the {spec.role.value} role; {call.caller.name} is {call.caller.role.value}",
-            {"role": spec.role.value, "actor": call.caller.name, "have": call.caller.role.value},
-        )
+    require_role(call, METHODS[method].role, method)
     params = bind_params(method, raw_params)
     return await fn(call, params)

@@ -49,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from regd.cli import browse, daemon_cmds, diff_cmds, edit, lifecycle_cmds, maintain, watch_cmds
+    from regd.cli import browse, daemon_cmds, demo_cmd, diff_cmds, edit, lifecycle_cmds, maintain, watch_cmds
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the API's JSON result instead of a table")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    for module in (daemon_cmds, watch_cmds, browse, edit, lifecycle_cmds, diff_cmds, maintain):
+    for module in (daemon_cmds, watch_cmds, browse, edit, lifecycle_cmds, diff_cmds, maintain, demo_cmd):
         module.add_parsers(sub, common)
     return parser
 

@@ -80,6 +80,14 @@ def _esc(value: Any) -> str:
     return escape(value if isinstance(value, str) else output.fmt(value) if not isinstance(value, list) else _shape(value))
 
 
+def _short(value: Any) -> str:
+    """A digest or sha shortened to 12 characters; anything else as is."""
+    if value is None:
+        return "(none)"
+    text = str(value)
+    return text[:12] if len(text) >= 40 and all(ch in "0123456789abcdef" for ch in text) else text
+
+
 def _shape(shape: list[Any]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
@@ -96,7 +104,7 @@ class _Printer:
         self.limit = limit
 
     def line(self, text: str = "") -> None:
-        self.c.print(text)
+        self.c.print(text, soft_wrap=True)  # the verdict is one line, whatever the terminal's width
 
     def items(self, lines: list[str], indent: str = "  ") -> None:
         shown = lines if self.limit is None else lines[: self.limit]
@@ -245,11 +253,14 @@ class _Printer:
             head = "[green]same run[/] (same code, data, params and environment)"
         else:
             head = f"[yellow]different run[/]: {_esc(', '.join(lin['differs']) or 'run_id differs')}"
-        self.section("lineage", head)
+        facts = [f"{what} {'unknown' if same is None else 'same' if same else 'differs'}"
+                 for what, same in (("commit", lin["same_commit"]), ("data", lin["same_data"]))]  # fmt: skip
+        self.section("lineage", f"{head}  [dim]({', '.join(facts)})[/]")
         lines = []
         for ing in lin["ingredients"]:
             if not ing["same"]:
-                lines.append(self.changed(f"{ing['name']}: {_esc(ing['a'] or '(none)')} -> {_esc(ing['b'] or '(none)')}"))
+                a, b = (_short(v) for v in (ing["a"], ing["b"]))
+                lines.append(self.changed(f"{ing['name']}: {_esc(a)} -> {_esc(b)}"))
         for c in lin["git"]:
             lines.append(self.changed(f"git {c['key']}: {_esc(c['a'])} -> {_esc(c['b'])}"))
         if lin.get("parent"):

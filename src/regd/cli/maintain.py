@@ -15,6 +15,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Rehash every stored artifact (or one model's, or one version's) and compare with "
                                    "its recorded digest. Exit code 1 when anything is not ok.")  # fmt: skip
     p.add_argument("ref", nargs="?", metavar="REF", help="NAME (all its versions) or NAME:VERSION, NAME@alias")
+    p.add_argument("--repair", action="store_true", help="re-store missing or corrupt bytes from the original files "
+                                                         "when they still match")  # fmt: skip
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("gc", parents=[common], help="free stored bytes nothing needs",
@@ -45,7 +47,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"repair": args.repair or None}
     if args.ref:
         name, ref = parse_ref(args.ref)
         params["name"] = name
@@ -57,14 +59,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(result)
     else:
-        bad = [i for i in result["items"] if i["status"] not in ("ok", "pruned")]
+        bad = [i for i in result["items"] if i["status"] not in ("ok", "pruned")]  # repaired ones are shown too
         rows = [(f"{i['model']}:{i['version']}", _status(i["status"]), i["detail"]) for i in (bad or result["items"][:50])]
         output.table(f"verified {result['checked']} artifacts" + ("" if bad else ": all ok"), ["version", "status", "detail"], rows)
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
 def _status(status: str) -> str:
-    return {"ok": "[green]ok[/]", "pruned": "[dim]pruned[/]"}.get(status, f"[red]{status}[/]")
+    return {"ok": "[green]ok[/]", "pruned": "[dim]pruned[/]", "repaired": "[yellow]repaired[/]"}.get(status, f"[red]{status}[/]")
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -194,6 +194,12 @@ class WatchManager:
             rel = self._relative(root, path)
             if rel is None or any(is_temporary(part) for part in rel.parts) or root.ignored(rel):
                 continue
+            if change != "deleted" and path.is_dir() and not path.is_symlink():
+                # inotify watches a new directory only once it is reported: whatever was written
+                # into it before that (mkdir, then files at once) makes no event of its own
+                for t in self._walk(root, path, {}, listings):
+                    out.setdefault(t.path, t)
+                continue
             model_dir = self._model_dir_of(root, path, listings)
             if model_dir is not None:
                 if model_dir not in out:
@@ -210,15 +216,21 @@ class WatchManager:
 
     def _scan(self, root: Root, seen: dict[str, SeenEntry]) -> list[Touch]:
         """Walk a root at start: everything new or changed since the daemon last looked."""
+        return self._walk(root, root.path, seen, {})
+
+    def _walk(self, root: Root, top: Path, seen: dict[str, SeenEntry], listings: dict[Path, list[str] | None]) -> list[Touch]:
+        """Every model file and model directory under ``top`` not already handled in its current state."""
         out: list[Touch] = []
-        listings: dict[Path, list[str] | None] = {}
-        for dirpath, dirnames, filenames in os.walk(root.path, followlinks=False):
+        enclosing = self._model_dir_of(root, top, listings) if top != root.path else None
+        if enclosing is not None:  # a folder appeared inside a model directory: the directory changed
+            return [Touch(enclosing, "dir", dir_snapshot(enclosing, directory_files))]
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
             here = Path(dirpath)
             rel_dir = self._relative(root, here)
             if rel_dir is None or (rel_dir.parts and (any(is_temporary(p) for p in rel_dir.parts) or root.ignored(rel_dir))):
                 dirnames[:] = []
                 continue
-            if self._layout_of(here, listings) is not None:
+            if self._layout_of(here, listings, pending_ok=True) is not None:
                 dirnames[:] = []  # a model directory is one version: do not descend
                 snap = dir_snapshot(here, directory_files)
                 if not _unchanged(seen.get(str(here)), _dir_identity(snap)):

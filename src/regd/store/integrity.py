@@ -36,6 +36,32 @@ def verify_artifact(blobs: BlobStore, art: StoredArtifact) -> VerifyItem:
     return item if state == "ok" else item.model_copy(update={"status": state, "detail": f"blob {state}"})
 
 
+def repair_artifact(blobs: BlobStore, art: StoredArtifact, item: VerifyItem) -> VerifyItem:
+    """Re-store the missing or corrupt blobs of a copy-mode version from its original files, when
+    they still hash to the recorded digests; otherwise say why not."""
+    if item.status not in ("missing", "corrupt") or art.store_mode != "copy":
+        return item
+    source = Path(art.source_path)
+    wanted = [(source / f.path, f.digest) for f in art.files] if art.kind == "directory" else [(source, art.digest)]
+    fixed = 0
+    for path, digest in wanted:
+        if blobs.verify(digest) == "ok":
+            continue
+        if blobs.exists(digest):
+            blobs.delete(digest)  # a corrupt copy must go before a good one can take its name
+        try:
+            got = blobs.put_file(path)
+        except (OSError, SourceChanged, ValueError) as exc:
+            return item.model_copy(update={"detail": f"{item.detail}; cannot repair: {path}: {exc}"})
+        if got.digest != digest:
+            return item.model_copy(update={"detail": f"{item.detail}; cannot repair: {path} has changed since it was registered"})
+        fixed += 1
+    if art.kind == "directory":
+        blobs.delete_tree(art.digest)
+        blobs.build_tree([(f.path, f.digest) for f in art.files])
+    return item.model_copy(update={"status": "repaired", "detail": f"re-stored {fixed} blob(s) from {source}"})
+
+
 def _verify_reference(blobs: BlobStore, art: StoredArtifact, item: VerifyItem) -> VerifyItem:
     # reference mode keeps no copy: rehash the original where it lies
     root = Path(art.source_path)

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from regd.api.methods import Call, handler
+from regd.api.methods import Call, handler, require_role
 from regd.domain import Role, Stage, Version
-from regd.errors import PermissionDenied
 from regd.lifecycle import guards, history, promotion
 from regd.protocol import (
     ApprovalsResult,
@@ -22,14 +21,6 @@ from regd.protocol import (
 )
 
 
-def _require(call: Call, role: Role, what: str) -> None:
-    if call.caller.role.rank < role.rank:
-        raise PermissionDenied(
-            f"{what} needs the {role.value} role; {call.caller.name} is {call.caller.role.value}",
-            {"role": role.value, "actor": call.caller.name, "have": call.caller.role.value},
-        )
-
-
 @handler("versions.check")
 async def versions_check(call: Call, p: StageParams) -> CheckResult:
     policies = guards.policies_for(call.daemon.config.policy, p.name, p.stage)
@@ -39,9 +30,9 @@ async def versions_check(call: Call, p: StageParams) -> CheckResult:
 @handler("versions.promote")
 async def versions_promote(call: Call, p: PromoteParams) -> PromoteResult:
     if p.stage == Stage.PRODUCTION:
-        _require(call, Role.APPROVER, "promoting to production")
+        require_role(call, Role.APPROVER, "promoting to production")
     if p.force:
-        _require(call, Role.ADMIN, "force")
+        require_role(call, Role.ADMIN, "force")
     policies = guards.policies_for(call.daemon.config.policy, p.name, p.stage)
     outcome = await call.daemon.catalog.write(
         lambda tx: promotion.promote(
@@ -60,7 +51,7 @@ async def versions_approve(call: Call, p: ApproveParams) -> ApprovalsResult:
 async def versions_archive(call: Call, p: ArchiveParams) -> Version:
     current = await call.daemon.catalog.read(lambda r: r.row(p.name, p.version))
     if current.stage == Stage.PRODUCTION:
-        _require(call, Role.APPROVER, "archiving the production version")
+        require_role(call, Role.APPROVER, "archiving the production version")
     return await call.daemon.catalog.write(lambda tx: promotion.archive(tx, p.name, p.version, reason=p.reason, actor=call.actor))
 
 

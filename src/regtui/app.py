@@ -1,0 +1,221 @@
+"""regtui: browse, search, diff, promote and roll back the versions regd keeps, from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.signal import Signal
+
+from regd.client import AsyncClient
+from regd.domain import Event
+from regtui import live, session
+from regtui.commands import ScreenCommands
+from regtui.fmt import TimeFormat, default_time_format, describe, parse_time, ref
+from regtui.widgets.ingest_bar import ingest_active
+from regtui.workers import ReportsWorkerFailures
+
+NOTIFY_EACH = 3
+"""A burst of more events than this in one flush becomes one summary notification."""
+
+
+class RegTUI(ReportsWorkerFailures, App[None]):
+    """The app: one client, one live feed, the screens in ``regtui.screens``."""
+
+    CSS_PATH = "regtui.tcss"
+    TITLE = "regtui"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Keys"),
+        Binding("f", "activity", "Activity"),
+        Binding("t", "change_theme", "Theme"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False),
+    ]
+    COMMANDS = App.COMMANDS | {ScreenCommands}
+
+    status: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
+    """The last ``daemon.status``: socket, data dir, counts, ingest queue, our role."""
+
+    def __init__(self, client: AsyncClient, *, config: str | None = None, socket: str | None = None,
+                 autostart: bool = True, live: bool = True, theme: str | None = None,
+                 time_format: TimeFormat | None = None, poll_s: float = 2.0) -> None:  # fmt: skip
+        super().__init__()
+        self.client = client
+        self.config_path, self.socket_path = config, socket
+        self.autostart, self.live, self.poll_s = autostart, live, poll_s
+        self.time_format = time_format
+        self.changed: Signal[list[Event]] = Signal(self, "changed")
+        self.activity: deque[Event] = deque(maxlen=1000)
+        self.marks: list[tuple[str, str]] = []
+        self.connected = asyncio.Event()
+        self._batch: list[Event] = []
+        self._events_since_poll = 0
+        self._ticks = 0
+        if theme:
+            self.theme = theme
+
+    def on_mount(self) -> None:
+        from regtui.screens.models import ModelsScreen
+
+        self.push_screen(ModelsScreen())
+        self.connect_daemon()
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    # ------------------------------------------------------------------ the daemon
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def connect_daemon(self) -> None:
+        got = await session.connect(self.client, autostart=self.autostart, config=self.config_path, socket=self.socket_path)
+        self.status = got.status
+        self.connected.set()
+        if got.started:
+            s = got.status
+            self.notify(f"socket {s['socket']}\ndata   {s['data_dir']}", title="started regd", timeout=15)
+        if self.live:
+            self.run_worker(live.follow(self.client, self._on_event, self._on_lost, self._on_back),
+                            group="live", exit_on_error=False)  # fmt: skip
+            self.set_interval(self.poll_s / 4, self._tick)
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call the daemon once it answers (waits while it is being started or reconnected)."""
+        await self.connected.wait()
+        return await self.client.call(method, params)
+
+    @property
+    def role(self) -> str:
+        return str((self.status or {}).get("role", "viewer"))
+
+    def format_time(self, value: str | datetime | None) -> str:
+        moment = parse_time(value)
+        if moment is None:
+            return ""
+        return self.time_format(moment) if self.time_format else default_time_format(moment)
+
+    def toggle_mark(self, name: str, version: str) -> list[tuple[str, str]]:
+        """Mark a version for diffing (at most two; the oldest mark goes)."""
+        key = (name, version)
+        if key in self.marks:
+            self.marks.remove(key)
+        else:
+            self.marks = [*self.marks, key][-2:]
+        return list(self.marks)
+
+    # ------------------------------------------------------------------ live feed
+
+    def _on_event(self, event: Event) -> None:
+        if not self._batch:
+            self.set_timer(0.2, self._flush)
+        self._batch.append(event)
+        self._events_since_poll += 1
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        self.activity.extend(batch)
+        shown = [e for e in batch if e.topic in ("version.registered", "version.stage")]
+        if len(shown) <= NOTIFY_EACH:
+            for event in shown:
+                self.notify(describe_event(event), title="live", timeout=5)
+        else:
+            models = sorted({e.model or "?" for e in shown})
+            self.notify(f"{len(shown)} changes in {', '.join(models[:4])}{' …' if len(models) > 4 else ''}", title="live")
+        self.changed.publish(batch)
+
+    def _on_lost(self, message: str) -> None:
+        self.connected.clear()
+        self.notify(f"lost the daemon, reconnecting…\n{message}", title="regd", severity="warning", timeout=6)
+
+    def _on_back(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self.connected.set()
+        self.notify("reconnected to regd", title="regd", timeout=4)
+        self.changed.publish([])
+
+    def _tick(self) -> None:
+        # poll the ingest queue every tick while it is busy, every fourth tick otherwise
+        self._ticks += 1
+        if self.connected.is_set() and (ingest_active(self.status) or self._ticks % 4 == 0):
+            self.poll_status()
+
+    @work(exclusive=True, group="status", exit_on_error=False)
+    async def poll_status(self) -> None:
+        before = (self.status or {}).get("counts")
+        status = await self.client.call("daemon.status")
+        quiet, self._events_since_poll = self._events_since_poll == 0, 0
+        self.status = status
+        if quiet and before is not None and status.get("counts") != before:
+            self.changed.publish([])  # changes we heard no event for (dropped, or before we subscribed)
+
+    # ------------------------------------------------------------------ app-wide actions
+
+    def action_help(self) -> None:
+        from regtui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_activity(self) -> None:
+        from regtui.screens.activity import ActivityScreen
+
+        if not isinstance(self.screen, ActivityScreen):
+            self.push_screen(ActivityScreen())
+
+
+def describe_event(event: Event) -> str:
+    """One line for a live event: what happened to which version, and who did it."""
+    who = f" by {event.actor}" if event.actor else ""
+    what = ref(event.model or "?", event.version)
+    data = event.data
+    if event.topic == "version.registered":
+        return f"new version {what}{who}"
+    if event.topic == "version.stage":
+        return f"{what} {data.get('from', '?')} → {data.get('to', '?')}{who}"
+    if event.topic == "alias":
+        return f"alias {data.get('alias', '')} {data.get('action', '')} {what}{who}".replace("  ", " ")
+    return f"{event.topic} {what}{who}"
+
+
+def keys_help() -> str:
+    """Every screen's keys, for ``regtui --help``."""
+    from regtui.screens.help import binding_rows
+
+    lines = ["keys:"]
+    for title, rows in binding_rows(None):
+        lines.append(f"  {title}")
+        lines.extend(f"    {key:<12} {desc}" for key, desc in rows)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``regtui`` command."""
+    parser = argparse.ArgumentParser(
+        prog="regtui",
+        description="The terminal UI of regd: models, versions, diffs, promotions, rollbacks, live.\n"
+        "Starts the daemon (`regd start`) when none answers.",
+        epilog=keys_help() + "\n\nctrl+p opens the command palette with every action; ? shows the keys in the app.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--socket", metavar="PATH", help="the daemon's socket (default: $REGD_SOCKET, then the config)")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $REGD_CONFIG, then ~/.config/regd/regd.toml)")
+    parser.add_argument("--theme", metavar="NAME", help="a Textual theme (textual-dark, nord, gruvbox, ...; t picks one in the app)")
+    parser.add_argument("--no-start", action="store_true", help="do not start the daemon when none answers")
+    args = parser.parse_args(argv)
+    client = AsyncClient(args.socket, config=args.config)
+    app = RegTUI(client, config=args.config, socket=args.socket, autostart=not args.no_start)
+    if args.theme:
+        if args.theme not in app.available_themes:
+            parser.error(f"--theme {args.theme}: choose from {', '.join(sorted(app.available_themes))}")
+        app.theme = args.theme
+    app.run()
+    return app.return_code or 0
+
+
+__all__ = ["RegTUI", "main", "describe", "describe_event"]
