@@ -51,18 +51,27 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from regd.cli import browse, daemon_cmds, demo_cmd, diff_cmds, edit, lifecycle_cmds, maintain, watch_cmds
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print the API's JSON result instead of a table")
-    common.add_argument("--socket", metavar="PATH", help="the daemon's socket (default: $REGD_SOCKET, then the config)")
-    common.add_argument("--config", metavar="PATH", help="config file (default: $REGD_CONFIG, then ~/.config/regd/regd.toml)")
     parser = _Parser(
         prog="regd", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
+    _add_common(parser, suppress=False)  # `regd --socket S ls` ...
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, suppress=True)  # ... and `regd ls --socket S` both work
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for module in (daemon_cmds, watch_cmds, browse, edit, lifecycle_cmds, diff_cmds, maintain, demo_cmd):
         module.add_parsers(sub, common)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # on the verbs, SUPPRESS keeps an option given before the verb from being reset to its default
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    parser.add_argument("--json", action="store_true", help="print the API's JSON result instead of a table", **default)
+    parser.add_argument("--socket", metavar="PATH", help="the daemon's socket (default: $REGD_SOCKET, then the config)",
+                        **default)  # fmt: skip
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $REGD_CONFIG, then ~/.config/regd/regd.toml)",
+                        **default)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

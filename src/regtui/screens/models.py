@@ -98,9 +98,7 @@ class ModelsScreen(RegScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="/ filter models: substring or glob (fraud*)", compact=True, id="models-filter")
-        table: DataTable[Any] = DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
-        table.loading = True
-        yield table
+        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
         yield IngestBar()
         yield Footer()
 
@@ -137,7 +135,6 @@ class ModelsScreen(RegScreen):
     def show_models(self) -> None:
         table = self.query_one(DataTable)
         keep = self.selected()
-        table.loading = False
         table.clear()
         rows = [m for m in self.models if matches(m, self.filter_text)] if self.filter_text else list(self.models)
         rows.sort(key=lambda m: sort_value(m, self.sort_column), reverse=self.sort_reverse)

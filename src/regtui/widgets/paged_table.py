@@ -331,7 +331,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         width = max(self.row_width, self.size.width)
         scroll_x = int(self.scroll_x)
         if y == 0:
-            text = self._join([Text(c.label) for c in self.columns], mark="")
+            text = self._join([Text(c.label) for c in self.columns], mark="", header=True)
             style = self.get_component_rich_style("paged-table--header")
         else:
             row = int(self.scroll_y) + y - 1
@@ -340,7 +340,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
                 marked = self.show_marks and self._key(item) in self.marked
                 text = self._join(self._cells(item), mark="◆" if marked else "")
                 style = self.get_component_rich_style("paged-table--cursor") if row == self.cursor_row else None
-            elif row == len(self.items):
+            elif row == len(self.items) and (self._more or self._error or not self.items):
                 text, style = self._note()
             else:
                 return Strip.blank(self.size.width, self.rich_style)
@@ -357,10 +357,10 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         note = " loading…" if self._more else f" {self.empty}"
         return Text(note), self.get_component_rich_style("paged-table--note")
 
-    def _join(self, cells: Sequence[Cell], mark: str) -> Text:
+    def _join(self, cells: Sequence[Cell], mark: str, header: bool = False) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
         if self.show_marks:
-            out.append(mark.ljust(1) + " ", self.get_component_rich_style("paged-table--mark"))
+            out.append(mark.ljust(1) + " ", None if header else self.get_component_rich_style("paged-table--mark"))
         for column, cell in zip(self.columns, cells, strict=False):
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             text.no_wrap = True
