@@ -21,12 +21,12 @@ from regtui.widgets.stage_badge import StageBadge, aliases_text
 
 TABS = [
     ("overview", "Overview"),
-    ("metrics", "Metrics & params"),
+    ("metrics", "Metrics/params"),
     ("signature", "Signature"),
-    ("environment", "Environment"),
+    ("environment", "Env"),
     ("lineage", "Lineage"),
     ("files", "Files"),
-    ("history", "History & audit"),
+    ("history", "History/audit"),
 ]
 AUDIT_ROWS = 200
 

@@ -72,12 +72,12 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
             yield Label(Text(self.title_text(), style="bold"), id="dialog-title")
             yield from self.compose_target()
             yield GuardList(id="guards")
-            yield Input(placeholder=self.reason_placeholder, id="reason")
+            yield Input(placeholder=self.reason_placeholder, compact=True, id="reason")
             yield Checkbox("force: override the failed guards (admin; audited)", id="force")
             yield Static("", id="outcome")
             with Horizontal(id="dialog-buttons"):
-                yield Button(self.verb.capitalize(), variant="primary", id="confirm", disabled=True)
-                yield Button("Cancel", id="cancel")
+                yield Button(self.verb.capitalize(), variant="primary", compact=True, id="confirm", disabled=True)
+                yield Button("Cancel", compact=True, id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#force", Checkbox).display = False
