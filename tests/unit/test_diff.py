@@ -330,3 +330,17 @@ async def test_unknown_formats_still_diff_files_metadata_and_environment(tmp_pat
     assert d.files.changed[0].path == "a.bin -> b.bin"
     assert d.description.changed and d.env.upgraded[0].name == "torch"
     assert d.verdict == "signature unknown; bytes differ; env: packages 1 upgraded"
+
+
+def test_the_cli_tells_a_path_from_a_reference(tmp_path, monkeypatch):
+    from regd.cli.diff_cmds import b_target
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "fraud").mkdir()
+    assert b_target("fraud:production") == {"b": {"name": "fraud", "version": "production"}}
+    assert b_target("fraud@champion") == {"b": {"name": "fraud", "version": "@champion"}}
+    assert b_target("churn") == {"b": {"name": "churn", "version": "latest"}}
+    assert b_target("model.safetensors") == {"b_path": str(tmp_path / "model.safetensors")}
+    assert b_target("fraud") == {"b_path": str(tmp_path / "fraud")}  # on disk: ./fraud; the model is fraud:latest
+    assert b_target("./out/model.safetensors") == {"b_path": str(tmp_path / "out/model.safetensors")}

@@ -28,7 +28,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                     "  regd diff fraud:production ./out/model.safetensors",
     )  # fmt: skip
     p.add_argument("a", type=parse_ref, metavar="A", help="NAME, NAME:1.2.0, NAME:production or NAME@alias")
-    p.add_argument("b", metavar="B", help="a reference like A, or a file or model directory on disk")
+    p.add_argument("b", metavar="B", help="a reference like A, or a file or model directory on disk (./NAME when "
+                                          "a bare NAME is ambiguous)")
     p.add_argument("--all", action="store_true", help=f"list every item (default: the first {SHOWN} of each list)")
     p.add_argument("--fail-on-breaking", action="store_true", help="exit 1 when the signature verdict is breaking")
     p.set_defaults(func=cmd_diff)
@@ -43,8 +44,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def b_target(text: str) -> dict[str, Any]:
-    """``versions.diff`` params for B: a path when it exists or looks like one, else a reference."""
-    if os.path.exists(text) or "/" in text or text.startswith("."):
+    """``versions.diff`` params for B: a path when it looks like one (``./x``, ``a/b``, ``~``) or is a bare
+    word naming something on disk; ``NAME:REF`` and ``NAME@alias`` are always references."""
+    looks_like_path = "/" in text or text.startswith((".", "~"))
+    is_reference = ":" in text or "@" in text
+    if looks_like_path or (not is_reference and os.path.exists(text)):
         return {"b_path": os.path.abspath(os.path.expanduser(text))}
     name, ref = parse_ref(text)
     return {"b": {"name": name, "version": ref}}

@@ -27,10 +27,15 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
     t = Table(title=title, caption=caption, show_lines=False, header_style="bold", title_justify="left")
     for col in columns:
-        t.add_column(col, overflow="fold")
+        # short, fixed-shape cells never wrap; free text (metrics, tags, details) takes what is left
+        t.add_column(col, overflow="fold", no_wrap=col in _NO_WRAP)
     for row in rows:
         t.add_row(*[cell if isinstance(cell, str) else fmt(cell) for cell in row])
     console().print(t)
+
+
+_NO_WRAP = {"#", "name", "version", "stage", "size", "created", "changed", "when", "production", "latest", "versions",
+            "status", "by", "actor"}
 
 
 def pairs(title: str | None, rows: Iterable[tuple[str, str]]) -> None:
@@ -61,13 +66,14 @@ def fmt(value: Any) -> str:
 
 
 def when(iso: str | None) -> str:
-    """``2026-11-23T19:02:50.123+00:00`` -> ``2026-11-23 19:02`` in local time."""
+    """``2026-11-23T19:02:50.123+00:00`` -> ``11-23 19:02`` (local time; the year only when not this one)."""
     if not iso:
         return ""
     try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+        moment = datetime.fromisoformat(iso).astimezone()
     except ValueError:
         return iso
+    return moment.strftime("%m-%d %H:%M" if moment.year == datetime.now().year else "%Y-%m-%d %H:%M")
 
 
 def size(n: int | None) -> str:

@@ -53,8 +53,8 @@ async def git_info(path: Path, timeout: float = 5.0) -> GitInfo | None:
 
 async def _describe(path: Path) -> GitInfo | None:
     cwd = await asyncio.to_thread(_directory_of, path)
-    if cwd is None:
-        return None
+    if cwd is None or not await asyncio.to_thread(_inside_a_work_tree, cwd):
+        return None  # most artifacts live outside any repository: say so without spawning git
     top = await _git(cwd, "rev-parse", "--show-toplevel")
     if top is None or top.returncode != 0 or not top.out.strip():
         return None
@@ -74,6 +74,14 @@ async def _describe(path: Path) -> GitInfo | None:
         remote=_remote(remotes.result()),
         repository=repository,
     )
+
+
+def _inside_a_work_tree(directory: Path) -> bool:
+    """A cheap look for ``.git`` (a directory, or a file in worktrees and submodules) up the tree."""
+    for d in (directory, *directory.parents):
+        if os.path.lexists(d / ".git"):
+            return True
+    return False
 
 
 def _directory_of(path: Path) -> Path | None:

@@ -23,7 +23,8 @@ CHANGED = {"changed", "modified", "retyped", "reshaped", "differ", "different"}
 SAME = {"unchanged", "same", "equal", "identical"}
 TONES = {"added": ("+ ", "green"), "removed": ("- ", "red"), "changed": ("~ ", "yellow"), "same": ("  ", "dim")}
 PAIRS = (("a", "b"), ("from", "to"), ("old", "new"), ("before", "after"))
-_PAIR_EXTRAS = {"delta", "kind", "why", "ratio", "change", "name", "path", "key", "rel"}
+_PAIR_EXTRAS = {"delta", "kind", "why", "ratio", "change", "name", "path", "key", "rel", "verdict", "direction", "unit"}
+_VERDICT_STYLES = {"better": "bold green", "worse": "bold red", "same": "dim", "equal": "dim"}
 
 
 def _tone_of(key: str) -> str | None:
@@ -74,6 +75,9 @@ def _change_line(prefix: str, value: dict[str, Any], a: Any, b: Any) -> Text:
         line.append(f"  ({'+' if delta > 0 else ''}{number(delta)})", style="green" if delta > 0 else "red")
     elif delta not in (None, 0, ""):
         line.append(f"  ({_scalar(delta)})", style="yellow")
+    verdict = value.get("verdict")
+    if isinstance(verdict, str):
+        line.append(f"  {verdict}", style=_VERDICT_STYLES.get(verdict, "yellow"))
     return line
 
 
@@ -100,9 +104,10 @@ def render_value(value: Any, indent: int = 0, tone: str | None = None) -> list[T
                 lines.append(Text(pad + k_marker + f"{key}:", style="bold " + (k_style or "")))
                 lines.extend(render_value(sub, indent + 1, key_tone))
             else:
-                line = Text(pad + k_marker, style=k_style)
+                quiet = sub in ([], {}, 0, None, False)
+                line = Text(pad + k_marker, style="dim" if quiet else k_style)
                 line.append(f"{key}: ", style="bold")
-                line.append(_scalar(sub) if sub != [] else "(none)", style=k_style or ("dim" if sub == [] else ""))
+                line.append(_scalar(sub) if sub not in ([], {}) else "(none)", style="dim" if quiet else k_style)
                 lines.append(line)
         return lines
     if isinstance(value, list):

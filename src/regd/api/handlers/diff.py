@@ -45,7 +45,9 @@ async def versions_diff(call: Call, p: DiffParams) -> Diff:
         except InvalidParams as exc:
             raise InvalidParams(f"b_path: {exc.message}", {"side": "b", "path": p.b_path}) from None
     lower = guards.lower_is_better(guards.policies_for(call.daemon.config.policy, b.model, Stage.PRODUCTION))
-    descriptors = await asyncio.to_thread(diff_files.read_descriptors, a, b, call.daemon.blobs)
+    descriptors = None
+    if diff_files.changed_descriptors(a, b):  # model directories only: single files skip the thread hop
+        descriptors = await asyncio.to_thread(diff_files.read_descriptors, a, b, call.daemon.blobs)
     return await asyncio.to_thread(
         diff.diff_versions, a, b, lower_is_better=lower, descriptors=descriptors, b_path=p.b_path
     )
