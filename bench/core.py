@@ -434,17 +434,17 @@ def _bare_python_rss() -> int:
 
 def _body(plan: Plan, results: list[Result], cli_rows: list[Row], idle_rows: list[Row]) -> str:
     parts = [
-        "Workload: N models × V versions, each version a small safetensors file with 3 tags "
+        ("Workload: N models × V versions, each version a small safetensors file with 3 tags "
         f"(`team` cycling through {len(TEAMS)} teams, so "
         f"`{SEARCH}` matches one version in ten; `env`; `seed`). regd is called over its socket with a **new "
         "connection per call** (connect, send one line, read one line, close), as a script does; MLflow is "
         f"`MlflowClient` on a `sqlite:///` store ({mlflow_peer.versions()}) in the bench process, on the same disk, with "
         "its defaults. Each operation alternates regd / MLflow / floor call by call, so noise falls on all of them; "
-        "figures are medians (p50) and p99 per call, ratios are of medians.",
-        "The **durable floor** (`bench/fixtures.py` `DurableFloor`) is what any registration that keeps the bytes must "
+        "figures are medians (p50) and p99 per call, ratios are of medians."),
+        ("The **durable floor** (`bench/fixtures.py` `DurableFloor`) is what any registration that keeps the bytes must "
         "do, in plain `os`/`sqlite3` calls on the same disk: read the file and SHA-256 it, create a temp file, write, "
         "fsync, rename it into its shard directory, fsync the directory, and commit one row in SQLite (WAL, "
-        "`synchronous = FULL`).",
+        "`synchronous = FULL`)."),
         "Search by tag is `versions.search` with `{\"filter\": \"" + SEARCH + "\", \"limit\": 100}` against "
         "`search_model_versions(\"" + SEARCH + "\", max_results=100)`: the first page of 100 matches in each.",
     ]
@@ -454,7 +454,7 @@ def _body(plan: Plan, results: list[Result], cli_rows: list[Row], idle_rows: lis
         parts.append(f"### {s.total:,} versions ({s.models} models × {s.per_model}), {src}")
         parts.append(table(res.rows))
         parts.extend(f"- {n}" for n in res.notes)
-    parts.append("### CLI one-shot commands (median of %d runs each, interleaved)" % plan.cli_runs)
+    parts.append(f"### CLI one-shot commands (median of {plan.cli_runs} runs each, interleaved)")
     parts.append(table(cli_rows))
     parts.append("### Idle daemon")
     parts.append(table(idle_rows))

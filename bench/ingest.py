@@ -26,13 +26,13 @@ from bench.fixtures import (
     Conn,
     DurableFloor,
     Row,
+    all_items,
     at_most,
     big_model,
     copy_fsync,
     dist,
     drop_cache,
     ingest_idle,
-    all_items,
     mib,
     rpc,
     sha256_file,
@@ -184,13 +184,13 @@ def _big(d: Daemon, plan: Plan, work: Path, figures: dict[str, float]) -> str:
             f"### One big file ({mib(size)} safetensors, 8 tensors), {plan.rounds} rounds per page-cache state",
             table(rows),
             "\n".join(lines),
-            "Each round rewrites the file's last 16 bytes (a new digest, so regd stores a new blob) and then times, in "
+            ("Each round rewrites the file's last 16 bytes (a new digest, so regd stores a new blob) and then times, in "
             "rotating order, hashlib's SHA-256 of the file (4 MiB reads), an in-kernel copy (`copy_file_range`) to the "
             "same disk plus fsync of the copy and its directory, and `versions.register` over the socket (which also "
             "fingerprints every tensor with xxh3 and stores the blob durably). The limit of a round is the larger of "
             "the SHA-256 and the copy; the ratio is of medians. **Warm**: the file was just written and read, all of it "
             "in the page cache (the machine has far more RAM than the file). **Cold**: before each timed step the "
-            "file's pages are evicted with `posix_fadvise(POSIX_FADV_DONTNEED)` after an fsync.",
+            "file's pages are evicted with `posix_fadvise(POSIX_FADV_DONTNEED)` after an fsync."),
         ]
     )
 
@@ -302,10 +302,10 @@ def _burst(d: Daemon, plan: Plan, work: Path, figures: dict[str, float]) -> str:
         [
             f"### {plan.burst} files at once",
             table(rows),
-            f"- {plan.burst} safetensors files of {mib(total / plan.burst)} each ({mib(total)} in all) are written to a "
+            (f"- {plan.burst} safetensors files of {mib(total / plan.burst)} each ({mib(total)} in all) are written to a "
             f"staging folder on the same disk, then renamed into `<watched>/burst/` in {ms(drop_s)}; the model name comes "
             "from that folder. Counted afterwards: `versions.list` of `burst` (every version, all pages), their distinct "
             "digests, and the `version.registered` events for `burst` received on a subscribed connection (watching "
-            f"{max(2.0, 2 * SETTLE_MS / 1000):.0f} s more for duplicates).",
+            f"{max(2.0, 2 * SETTLE_MS / 1000):.0f} s more for duplicates)."),
         ]
     )

@@ -193,8 +193,9 @@ class _Printer:
                     continue
                 seen.add(change["name"])
                 mark = "[red]breaking[/]" if change["breaking"] else "[green]compatible[/]"
+                why = change["why"].removesuffix(" (breaking)")
                 lines.append(self.changed(f"{kind} {_esc(change['name'])}  {_esc(_spec(change['a']))} -> "
-                                          f"{_esc(_spec(change['b']))}  ({_esc(change['why'])})") + f" {mark}")  # fmt: skip
+                                          f"{_esc(_spec(change['b']))}  ({_esc(why)})") + f" {mark}")  # fmt: skip
         for c in s["extra"]["changed"]:
             lines.append(self.changed(f"{_esc(c['key'])}: {_esc(c['a'])} -> {_esc(c['b'])}"))
         lines += [self.added(f"{_esc(k)} = {_esc(v)}") for k, v in s["extra"]["added"].items()]
@@ -214,7 +215,8 @@ class _Printer:
         self.section("tensors", _esc(t["summary"]))
         for key in ("a", "b"):
             tot = t[key]
-            self.line(f"  {key}  {tot['tensors']:,} tensors, {tot['params']:,} parameters, {output.size(tot['bytes'])}")
+            count = f"{tot['tensors']:,} tensor{'' if tot['tensors'] == 1 else 's'}"
+            self.line(f"  {key}  {count}, {tot['params']:,} parameters, {output.size(tot['bytes'])}")
         if t.get("note"):
             self.line(f"  [yellow]{_esc(t['note'])}[/]")
         lines = [self.added(f"{_esc(x['name'])}  {_esc(_spec(x))}") for x in t["added"]]
@@ -266,7 +268,7 @@ class _Printer:
                 a, b = (_short(v) for v in (ing["a"], ing["b"]))
                 lines.append(self.changed(f"{ing['name']}: {_esc(a)} -> {_esc(b)}"))
         for c in lin["git"]:
-            lines.append(self.changed(f"git {c['key']}: {_esc(c['a'])} -> {_esc(c['b'])}"))
+            lines.append(self.changed(f"git {c['key']}: {_esc(_short(c['a']))} -> {_esc(_short(c['b']))}"))
         if lin.get("parent"):
             lines.append(self.changed(f"parent: {_esc(lin['parent']['a'] or '(none)')} -> {_esc(lin['parent']['b'] or '(none)')}"))
         if lin.get("note"):

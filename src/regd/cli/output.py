@@ -22,20 +22,24 @@ def console() -> Any:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str | None = None) -> None:
-    """Print a table of plain or rich-markup cells."""
+    """Print a table of plain or rich-markup cells; columns empty in every row are left out."""
     from rich.table import Table
 
+    rows = [[cell if isinstance(cell, str) else fmt(cell) for cell in row] for row in rows]
+    keep = [i for i, _ in enumerate(columns) if not rows or any(row[i] for row in rows)]
+    columns = [columns[i] for i in keep]
+    rows = [[row[i] for i in keep] for row in rows]
     t = Table(title=title, caption=caption, show_lines=False, header_style="bold", title_justify="left")
     for col in columns:
         # short, fixed-shape cells never wrap; free text (metrics, tags, details) takes what is left
         t.add_column(col, overflow="fold", no_wrap=col in _NO_WRAP)
     for row in rows:
-        t.add_row(*[cell if isinstance(cell, str) else fmt(cell) for cell in row])
+        t.add_row(*row)
     console().print(t)
 
 
 _NO_WRAP = {"#", "name", "version", "stage", "size", "created", "changed", "when", "production", "latest", "versions",
-            "status", "by", "actor"}
+            "status", "by", "actor", "format"}
 
 
 def pairs(title: str | None, rows: Iterable[tuple[str, str]]) -> None:

@@ -128,7 +128,7 @@ def describe(diff: EnvDiff) -> str:
     """``env: 2 upgraded, 1 added; python 3.11.7 -> 3.12.1``, or empty when nothing changed."""
     parts = []
     if diff.lock in ("missing_a", "missing_b"):
-        parts.append(f"env lock only on {'b' if diff.lock == 'missing_a' else 'a'}")
+        parts.append(f"lock only on {'b' if diff.lock == 'missing_a' else 'a'}")
     elif diff.lock == "different":
         counts = [(len(diff.upgraded), "upgraded"), (len(diff.downgraded), "downgraded"), (len(diff.added), "added"),
                   (len(diff.removed), "removed"), (len(diff.changed), "changed")]  # fmt: skip
