@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Section, daemon, median, ms
+from bench.common import Section, daemon, median
 from bench.fixtures import at_most, dist, mib, rpc, sha256_file, table, times
 
 TENSORS = 198

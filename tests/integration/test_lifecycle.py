@@ -222,7 +222,7 @@ def test_a_hanging_or_failing_hook_never_blocks_or_undoes_a_promotion(daemon_fac
     register(client, tmp_path, 2)
     t0 = time.monotonic()
     promote(client, "1.0.0")
-    assert time.monotonic() - t0 < 5  # answered long before the hook's 30 s
+    assert time.monotonic() - t0 < 20  # answered long before the hook's 30 s: it did not wait for it
     promote(client, "1.1.0", "staging")
     failures = wait_for(lambda: len(client.status()["hook_failures"]) >= 2 and client.status()["hook_failures"])
     assert {f["kind"] for f in failures} == {"on_change"}

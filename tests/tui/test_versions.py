@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 import regtui.screens.versions as versions_screen
 from regtui.screens.detail import VersionDetailScreen
@@ -63,20 +64,24 @@ async def test_search_takes_the_filter_language_and_order_by(seeded):
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_versions(pilot)
         await pilot.press("slash")
-        await pilot.press(*"metrics.auc >= 0.9 order by metrics.auc asc")
+        search = screen.query_one("#versions-search", Input)
+        assert app.focused is search
+        search.value = "metrics.auc >= 0.9 order by metrics.auc asc"
         await pilot.press("enter")
         await settle(pilot)
         assert shown(screen) == ["1.10.0", "1.11.0"]
         assert "order by metrics.auc asc" in screen_text(app)
-        search = [p for m, p in app.client.calls if m == "versions.search"][-1]
-        assert search["filter"] == "name = 'fraud' and (metrics.auc >= 0.9)" and search["order_by"] == "metrics.auc asc"
+        sent = [p for m, p in app.client.calls if m == "versions.search"][-1]
+        assert sent["filter"] == "name = 'fraud' and (metrics.auc >= 0.9)" and sent["order_by"] == "metrics.auc asc"
 
 
 async def test_a_bad_filter_shows_the_error_under_the_position_in_the_users_text(seeded):
     app = make_app(seeded)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_versions(pilot)
-        await pilot.press("slash", *"metrics.auc >> 3", "enter")
+        await pilot.press("slash")
+        screen.query_one("#versions-search", Input).value = "metrics.auc >> 3"
+        await pilot.press("enter")
         await settle(pilot)
         text = screen_text(app)
         assert "metrics.auc >> 3" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -738,14 +737,13 @@ def test_yaml_python_tags_are_refused_not_executed(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.timeout(20)  # a deadline, not a speed figure: reading 16 MiB+ would not hang, a FIFO would
 def test_a_file_over_the_cap_is_refused_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "requirements.txt"
     with path.open("wb") as handle:
         handle.truncate(MAX_LOCK_BYTES + 1)  # sparse: costs no disk
-    started = time.monotonic()
     with pytest.raises(EnvLockError, match=r"cannot read requirements.txt: larger than 16 MiB"):
         parse_env_lock(path)
-    assert time.monotonic() - started < 1
     with pytest.raises(EnvLockError, match="larger than 16 MiB"):
         parse_env_lock(tmp_path / "uv.lock", b" " * (MAX_LOCK_BYTES + 1))
 
@@ -760,15 +758,14 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
         parse_env_lock(tmp_path / "conda-lock.yml", b"package: " + b"[" * depth + b"]" * depth)
 
 
+@pytest.mark.timeout(20)  # uncapped, PyYAML would scan this for minutes
 def test_yaml_flow_nesting_is_capped_before_parsing(tmp_path: Path) -> None:
     # PyYAML spends time proportional to the flow depth on every token: 1 MiB of 15-deep lists takes
     # 20 s of pure-Python scanning. The cap refuses such a file before the parser sees it.
     unit = "[" * 9 + "]" * 9
     data = ("package: [" + ", ".join([unit] * 30_000) + "]").encode()
-    started = time.monotonic()
     with pytest.raises(EnvLockError, match="nested more than 8 deep"):
         parse_env_lock(tmp_path / "pixi.lock", data)
-    assert time.monotonic() - started < 1
 
 
 def test_a_fifo_named_like_a_lock_does_not_hang(tmp_path: Path) -> None:
@@ -894,10 +891,9 @@ def test_structured_locks_never_crash(tmp_path: Path, name: str, doc: object) ->
     ],
     ids=["blanks-before-comment", "blanks-before-marker", "brackets", "dashes", "over-long-line"],
 )
+@pytest.mark.timeout(20)  # quadratic on these 200k-character lines would take hours, not milliseconds
 def test_hostile_lines_take_linear_time(tmp_path: Path, line: str) -> None:
-    started = time.monotonic()
     try:
         parse_env_lock(tmp_path / "requirements.txt", line.encode())
     except EnvLockError:
         pass
-    assert time.monotonic() - started < 1

@@ -158,6 +158,7 @@ async def test_git_not_installed(repo: Path, tmp_path: Path, monkeypatch: pytest
     assert await git_info(repo) is None
 
 
+@pytest.mark.timeout(20)
 async def test_a_hanging_git_times_out_and_is_killed(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "slow-bin"
     bin_dir.mkdir()
@@ -166,9 +167,7 @@ async def test_a_hanging_git_times_out_and_is_killed(repo: Path, tmp_path: Path,
     fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    started = time.monotonic()
-    assert await git_info(repo, timeout=0.5) is None
-    assert time.monotonic() - started < 3
+    assert await git_info(repo, timeout=0.5) is None  # the fake git sleeps 30 s: None means it was cut off
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

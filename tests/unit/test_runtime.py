@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,11 +99,10 @@ async def test_a_failing_nvidia_smi_gives_nothing(tmp_path: Path, monkeypatch: p
     assert facts.python == platform.python_version()
 
 
+@pytest.mark.timeout(20)
 async def test_a_hanging_nvidia_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_nvidia_smi(tmp_path / "bin", "exec sleep 30\n")
     only_on_path(monkeypatch, tmp_path / "bin")
     monkeypatch.setattr(runtime, "NVIDIA_SMI_TIMEOUT", 0.3)
-    started = time.monotonic()
-    facts = await runtime_facts()
-    assert time.monotonic() - started < 2
+    facts = await runtime_facts()  # the fake sleeps 30 s: returning at all means it was cut off
     assert facts.gpus == [] and facts.cuda is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import string
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -482,12 +481,9 @@ def test_compile_order_errors(text: str, position: int | None, fragment: str | N
 # --- speed ---------------------------------------------------------------------------------------
 
 
-def test_grammar_built_once_and_parsing_is_cheap() -> None:
+def test_grammar_built_once() -> None:
+    # parsing speed is a bench figure, not an assertion: here only that the grammar is not rebuilt
     assert search_grammar._parser() is search_grammar._parser()
-    started = time.perf_counter()
-    for i in range(200):
-        compile_filter(f"metrics.accuracy > 0.{i} and (tags.team = 'risk' or stage = 'production')")
-    assert (time.perf_counter() - started) / 200 < 0.005  # a few hundred µs each, even on a slow CI box
 
 
 # --- properties ----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -358,15 +357,14 @@ def test_params_from_all_sources_share_one_budget(tmp_path: Path) -> None:
     assert "params dropped" in messages(meta) and str(tmp_path / "params.json") in messages(meta)
 
 
+@pytest.mark.timeout(20)  # expanded, this alias bomb is 9**12 nodes
 def test_yaml_alias_bomb_is_bounded(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     for level in range(1, 12):
         lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
     (tmp_path / "hparams.yaml").write_text("\n".join(lines) + "\n")
     (tmp_path / "model.ckpt").write_bytes(b"PK")
-    started = time.monotonic()
     meta = load_metadata(tmp_path / "model.ckpt", is_dir=False)
-    assert time.monotonic() - started < 2
     assert "a11" not in meta.fields.params
     assert "larger than 64 KiB" in messages(meta)
 

@@ -88,7 +88,9 @@ def _short(value: Any) -> str:
     """A digest or sha shortened to 12 characters; anything else as is."""
     if value is None:
         return "(none)"
-    text = str(value)
+    if not isinstance(value, str):
+        return output.fmt(value)
+    text = value
     return text[:12] if len(text) >= 40 and all(ch in "0123456789abcdef" for ch in text) else text
 
 
@@ -247,7 +249,8 @@ class _Printer:
         lines += [self.changed(f"{_esc(c['key'])}: {_esc(c['a'])} -> {_esc(c['b'])}") for c in e["runtime"]]
         lock = {
             "same": "same lock", "different": f"lock {_esc(e['a_lock'])} -> {_esc(e['b_lock'])}",
-            "missing_a": f"[green]lock only on b ({_esc(e['b_lock'])})[/]", "missing_b": f"[red]lock only on a ({_esc(e['a_lock'])})[/]",
+            "missing_a": f"[green]lock only on b ({_esc(e['b_lock'])})[/]",
+            "missing_b": f"[red]lock only on a ({_esc(e['a_lock'])})[/]",
             "missing_both": "[dim]no lock on either side[/]",
         }[e["lock"]]  # fmt: skip
         if lines or e["lock"] != "same":
@@ -270,7 +273,8 @@ class _Printer:
         for c in lin["git"]:
             lines.append(self.changed(f"git {c['key']}: {_esc(_short(c['a']))} -> {_esc(_short(c['b']))}"))
         if lin.get("parent"):
-            lines.append(self.changed(f"parent: {_esc(lin['parent']['a'] or '(none)')} -> {_esc(lin['parent']['b'] or '(none)')}"))
+            parent = lin["parent"]
+            lines.append(self.changed(f"parent: {_esc(_short(parent['a']))} -> {_esc(_short(parent['b']))}"))
         if lin.get("note"):
             lines.append(f"[yellow]{_esc(lin['note'])}[/]")
         self.items(lines)

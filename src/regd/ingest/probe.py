@@ -15,7 +15,7 @@ import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
-from regd.domain import Artifact, EnvLock, FileEntry, Lineage, Version, VersionWarning
+from regd.domain import Artifact, EnvLock, FileEntry, Lineage, TensorFingerprint, Version, VersionWarning
 from regd.errors import InvalidParams, NotFound
 from regd.ingest import formats
 from regd.ingest.boundedio import read_bounded
@@ -120,7 +120,7 @@ def _hash_directory(blobs: BlobStore, root: Path) -> tuple[Artifact, formats.For
         raise InvalidParams(f"{root} holds no files", {"path": str(root)})
     layout = formats.detect_directory_layout(root, relpaths) or "directory"
     info = formats.read_directory(root, layout, relpaths)
-    by_file: dict[str, list] = {}
+    by_file: dict[str, list[TensorFingerprint]] = {}
     for tensor in info.tensors:
         by_file.setdefault(tensor.file, []).append(tensor)
     entries = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from regd.diffmodel import LIST_CAP, TensorChange, TensorCounts, TensorRef, TensorsDiff, TensorTotals
+from regd.diffmodel import LIST_CAP, TensorChange, TensorRef, TensorsDiff, TensorTotals
 from regd.domain import TensorFingerprint
 from regd.lifecycle.diff_signature import same_dtype
 
