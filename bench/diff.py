@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Section, daemon, median
-from bench.fixtures import at_most, dist, mib, rpc, sha256_file, table, times
+from bench.common import Section, daemon, median, ms
+from bench.fixtures import Row, at_most, dist, interleave, mib, rpc, sha256_file, table, times
 
 TENSORS = 198
 CHANGED = (10, 150)
@@ -79,11 +79,12 @@ def run(quick: bool) -> Section:
             first = rpc(d.socket, "versions.diff", params)
             assert first["tensors"]["counts"]["changed"] == len(CHANGED), first["verdict"]
             reply_bytes = len(json.dumps(first))
-            samples = []
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                rpc(d.socket, "versions.diff", params)
-                samples.append(time.perf_counter() - t0)
+            # interleaved with the cheapest call there is on the same versions: the round-trip floor
+            timed = interleave({
+                "diff": lambda _: rpc(d.socket, "versions.diff", params),
+                "get": lambda _: rpc(d.socket, "versions.get", {"name": "big", "version": "1.1.0"}),
+            }, calls)  # fmt: skip
+            samples, floor = timed["diff"], timed["get"]
             reread = []
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -109,6 +110,10 @@ def run(quick: bool) -> Section:
         f"reread both files with hashlib.sha256: {dist(reread)}", f"{times(ratio)} faster than rereading",
         TARGET_S, q=99,
     )  # fmt: skip
+    floor_row = Row(
+        "`versions.get` of the same version, interleaved (a round trip's floor)", dist(floor), "", "",
+        "", f"the diff costs {ms(median(samples) - median(floor))} more at p50",
+    )  # fmt: skip
     probe_row, _ = at_most(
         f"`versions.diff` against an unregistered {label} file (`b_path`, hashed once)", probe,
         f"hashlib.sha256 of that file: {dist(hash_one)}", f"{times(median(probe) / median(hash_one))} the hash alone",
@@ -121,7 +126,7 @@ Two safetensors versions of {label} each, {TENSORS} tensors, the second a fine-t
 {register_s:.1f} s). `versions.diff` reads the stored per-tensor fingerprints and never the artifact
 bytes; beside it, the cost of rereading both files (hashlib SHA-256, warm page cache) in the same run.
 
-{table([row, probe_row])}
+{table([row, floor_row, probe_row])}
 
 The verdict it answers: `{first["verdict"]}` (reply {reply_bytes / 1024:.1f} KiB of JSON).
 

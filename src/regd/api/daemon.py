@@ -105,9 +105,11 @@ class Daemon:
             self.catalog.add_commit_listener(self.bus.publish_audit)
             self.catalog.add_commit_listener(self.effects.on_commit)
             await self.effects.sync_all()
+            await self.registrar.start()  # watching before answering: a file dropped at once is seen
             await self.server.start()
-            await self.registrar.start()
         except BaseException:
+            with contextlib.suppress(Exception):
+                await self.registrar.stop()
             await self._close_quietly()
             raise
         log.info("regd %s serving %s on %s", __version__, self.config.data_dir, self.config.socket_path)

@@ -47,6 +47,8 @@ class Root:
     state: str = "starting"
     error: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the root is watched (or known missing): the daemon serves only after that."""
     task: asyncio.Task[None] | None = None
 
     def watch_state(self) -> WatchState:
@@ -96,6 +98,10 @@ class WatchManager:
             self._tasks.append(asyncio.create_task(self._worker(), name=f"ingest-worker-{i}"))
         for spec in specs:
             await self.add(spec)
+        roots = list(self.roots.values())
+        if roots:
+            # a file dropped the moment `regd start` returns must not be missed
+            await asyncio.wait([asyncio.create_task(r.ready.wait()) for r in roots], timeout=10)
 
     async def stop(self) -> None:
         for root in list(self.roots.values()):
@@ -142,28 +148,48 @@ class WatchManager:
         while not root.stop.is_set():
             if not root.path.is_dir():
                 root.state, root.error = "missing", f"{root.path} does not exist (yet): watching for it"
+                root.ready.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(root.stop.wait(), MISSING_RETRY_S)
                 continue
+            changes_of = awatch(
+                root.path, watch_filter=None, stop_event=root.stop, recursive=root.spec.recursive,
+                ignore_permission_denied=True,
+            )  # fmt: skip
+            pending: asyncio.Future[set[tuple[object, str]]] | None = None
             try:
+                # start inotify first, then scan: a file written before the watch began is found by
+                # the scan, one written after makes an event; both touching it once is harmless
+                pending = asyncio.ensure_future(changes_of.__anext__())
+                await asyncio.sleep(0)
                 touches = await asyncio.to_thread(self._scan, root, await self._seen(root))
                 self._apply(root, touches)
                 root.state, root.error = "watching", None
-                async for changes in awatch(
-                    root.path, watch_filter=None, stop_event=root.stop, recursive=root.spec.recursive,
-                    ignore_permission_denied=True,
-                ):  # fmt: skip
+                root.ready.set()
+                while True:
+                    changes = await pending
+                    pending = asyncio.ensure_future(changes_of.__anext__())
                     touches = await asyncio.to_thread(self._classify, root, [(c.name, p) for c, p in changes])
                     self._apply(root, touches)
             except asyncio.CancelledError:
                 raise
+            except StopAsyncIteration:
+                return  # stopped
             except FileNotFoundError:
                 continue  # the root vanished: back to waiting for it
             except Exception as exc:  # noqa: BLE001 - a broken root must not take the others down
                 root.state, root.error = "error", f"{type(exc).__name__}: {exc}"
+                root.ready.set()
                 log.warning("watch %s failed: %s; retrying", root.path, root.error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(root.stop.wait(), MISSING_RETRY_S)
+            finally:
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
+                with contextlib.suppress(BaseException):
+                    await changes_of.aclose()
 
     async def _seen(self, root: Root) -> dict[str, SeenEntry]:
         return await self._catalog.read(lambda r: r.seen_under(str(root.path)))

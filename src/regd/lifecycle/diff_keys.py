@@ -27,7 +27,7 @@ def flatten(value: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | No
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Equal, without ``1 == True`` or ``1 == 1.0`` hiding a change of type in a config file."""
+    """Equal, without ``1 == True`` or ``"1" == 1`` confusion hiding a change in a config file (``1 == 1.0`` is equal)."""
     if type(a) is not type(b) and not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
         return False
     if isinstance(a, bool) != isinstance(b, bool):

@@ -23,6 +23,7 @@ loader checks (``load_state_dict(strict=True)``): a tensor added, removed, resha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,8 +48,13 @@ _DTYPES = {
 
 def same_dtype(a: str, b: str) -> bool:
     """Tell whether two dtype names mean the same element type (across format spellings)."""
-    na, nb = a.strip().lower(), b.strip().lower()
-    return _DTYPES.get(na, na) == _DTYPES.get(nb, nb)
+    return a == b or _canonical_dtype(a) == _canonical_dtype(b)
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_dtype(name: str) -> str:
+    lowered = name.strip().lower()
+    return _DTYPES.get(lowered, lowered)
 
 
 def _dim_change(x: Dim, y: Dim) -> Literal["same", "rename", "widen", "narrow", "resize"]:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from regd.diffmodel import LIST_CAP, TensorChange, TensorRef, TensorsDiff, TensorTotals
+from regd.diffmodel import LIST_CAP, TensorChange, TensorCounts, TensorRef, TensorsDiff, TensorTotals
 from regd.domain import TensorFingerprint
 from regd.lifecycle.diff_signature import same_dtype
 
 
 def _totals(tensors: Sequence[TensorFingerprint]) -> TensorTotals:
-    totals = TensorTotals(tensors=len(tensors))
-    for t in tensors:
-        totals.params += t.numel or 0
-        totals.bytes += t.nbytes or 0
-        totals.fingerprinted += 1 if t.fingerprint else 0
-    return totals
+    params = nbytes = fingerprinted = 0
+    for t in tensors:  # plain ints: pydantic's __setattr__ in this loop costs more than the whole diff
+        params += t.numel or 0
+        nbytes += t.nbytes or 0
+        fingerprinted += 1 if t.fingerprint else 0
+    return TensorTotals(tensors=len(tensors), params=params, bytes=nbytes, fingerprinted=fingerprinted)
+
+
+class _Counts:
+    """TensorCounts as plain attributes while counting (pydantic's __setattr__ is slow in a hot loop)."""
+
+    def __init__(self) -> None:
+        self.added = self.removed = self.reshaped = self.retyped = self.changed = self.unchanged = self.unknown = 0
 
 
 def _keyed(tensors: Sequence[TensorFingerprint], by_file: bool) -> dict[str, TensorFingerprint]:
@@ -59,7 +66,7 @@ def tensors_diff(a: Sequence[TensorFingerprint] | None, b: Sequence[TensorFinger
     by_file = len({t.name for t in a}) != len(a) or len({t.name for t in b}) != len(b)
     left, right = _keyed(a, by_file), _keyed(b, by_file)
     diff = TensorsDiff(available=True, a=_totals(a), b=_totals(b))
-    counts = diff.counts
+    counts = _Counts()
     touched_params = 0
     touched = 0
     for key, tb in right.items():
@@ -100,6 +107,7 @@ def tensors_diff(a: Sequence[TensorFingerprint] | None, b: Sequence[TensorFinger
             counts.removed += 1
             if len(diff.removed) < LIST_CAP:
                 diff.removed.append(_ref(ta))
+    diff.counts = TensorCounts(**vars(counts))
     diff.truncated = any(
         n > LIST_CAP for n in (counts.added, counts.removed, counts.reshaped, counts.retyped, counts.changed)
     )
