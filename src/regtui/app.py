@@ -57,7 +57,7 @@ class RegTUI(ReportsWorkerFailures, App[None]):
         self.connected = asyncio.Event()
         self._batch: list[Event] = []
         self._events_since_poll = 0
-        self._ticks = 0
+        self._status_ticks = 0
         if theme:
             self.theme = theme
 
@@ -81,9 +81,9 @@ class RegTUI(ReportsWorkerFailures, App[None]):
             s = got.status
             self.notify(f"socket {s['socket']}\ndata   {s['data_dir']}", title="started regd", timeout=15)
         if self.live:
-            self.run_worker(live.follow(self.client, self._on_event, self._on_lost, self._on_back),
+            self.run_worker(live.follow(self.client, self._live_event, self._live_lost, self._live_back),
                             group="live", exit_on_error=False)  # fmt: skip
-            self.set_interval(self.poll_s / 4, self._tick)
+            self.set_interval(self.poll_s / 4, self._status_tick)
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call the daemon once it answers (waits while it is being started or reconnected)."""
@@ -111,13 +111,13 @@ class RegTUI(ReportsWorkerFailures, App[None]):
 
     # ------------------------------------------------------------------ live feed
 
-    def _on_event(self, event: Event) -> None:
+    def _live_event(self, event: Event) -> None:
         if not self._batch:
-            self.set_timer(0.2, self._flush)
+            self.set_timer(0.2, self._live_flush)
         self._batch.append(event)
         self._events_since_poll += 1
 
-    def _flush(self) -> None:
+    def _live_flush(self) -> None:
         batch, self._batch = self._batch, []
         self.activity.extend(batch)
         shown = [e for e in batch if e.topic in ("version.registered", "version.stage")]
@@ -129,20 +129,20 @@ class RegTUI(ReportsWorkerFailures, App[None]):
             self.notify(f"{len(shown)} changes in {', '.join(models[:4])}{' …' if len(models) > 4 else ''}", title="live")
         self.changed.publish(batch)
 
-    def _on_lost(self, message: str) -> None:
+    def _live_lost(self, message: str) -> None:
         self.connected.clear()
         self.notify(f"lost the daemon, reconnecting…\n{message}", title="regd", severity="warning", timeout=6)
 
-    def _on_back(self, status: dict[str, Any]) -> None:
+    def _live_back(self, status: dict[str, Any]) -> None:
         self.status = status
         self.connected.set()
         self.notify("reconnected to regd", title="regd", timeout=4)
         self.changed.publish([])
 
-    def _tick(self) -> None:
+    def _status_tick(self) -> None:
         # poll the ingest queue every tick while it is busy, every fourth tick otherwise
-        self._ticks += 1
-        if self.connected.is_set() and (ingest_active(self.status) or self._ticks % 4 == 0):
+        self._status_ticks += 1
+        if self.connected.is_set() and (ingest_active(self.status) or self._status_ticks % 4 == 0):
             self.poll_status()
 
     @work(exclusive=True, group="status", exit_on_error=False)

@@ -11,6 +11,8 @@ from pathlib import Path
 from regd.store.blobs import BlobStore, LocalBlobStore
 from regd.store.catalog import Catalog
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def open_catalog(url: str, data_dir: Path) -> Catalog:
     """The catalog for ``catalog = ...`` in the config: ``sqlite`` (default) or a database URL."""
@@ -22,11 +24,19 @@ def open_catalog(url: str, data_dir: Path) -> Catalog:
         from regd.store.sqlite import SQLiteCatalog
 
         return SQLiteCatalog(Path(url.removeprefix("sqlite:///")))
-    raise ValueError(f"catalog = {url!r}: expected 'sqlite' or 'sqlite:///path'")
+    if url.startswith(POSTGRES_SCHEMES):
+        from regd.store.postgres import PostgresCatalog
+
+        return PostgresCatalog(url)
+    raise ValueError(f"catalog = {url!r}: expected 'sqlite', 'sqlite:///path' or 'postgresql://user@host:5432/db'")
 
 
 def open_blobs(url: str, data_dir: Path) -> BlobStore:
-    """The blob store for ``objects = ...`` in the config: ``local`` (default)."""
+    """The blob store for ``objects = ...`` in the config: ``local`` (default) or ``s3://bucket/prefix``."""
     if url in ("", "local"):
         return LocalBlobStore(data_dir)
-    raise ValueError(f"objects = {url!r}: expected 'local'")
+    if url.startswith("s3://"):
+        from regd.store.s3blobs import S3BlobStore
+
+        return S3BlobStore(url, cache=data_dir / "cache")
+    raise ValueError(f"objects = {url!r}: expected 'local' or 's3://bucket/prefix'")

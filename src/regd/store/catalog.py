@@ -9,6 +9,12 @@ Two small seams keep a PostgreSQL catalog an addition rather than a rewrite:
 
 Every change appends its audit rows inside the same transaction; once it commits, the catalog
 hands those rows to its commit listeners (the API's event bus turns them into events).
+
+A catalog several daemons share (PostgreSQL) also learns of the rows *other* daemons commit:
+``follow()`` runs for the daemon's life and hands them to the listeners registered with
+``remote=True`` (the event bus: a TUI on one host sees registrations made on another). Listeners
+that act on a change (deploy pointers, hooks, webhooks) stay local, so an action runs once, on the
+daemon that made the change.
 """
 
 from __future__ import annotations
@@ -240,4 +246,12 @@ class Catalog(Protocol):
     async def close(self) -> None: ...
     async def read(self, fn: Callable[[ReadTx], T]) -> T: ...
     async def write(self, fn: Callable[[WriteTx], T]) -> T: ...
-    def add_commit_listener(self, listener: CommitListener) -> None: ...
+    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False) -> None:
+        """Call ``listener`` with the audit rows of each change this daemon commits (on the event
+        loop, after the commit); with ``remote``, also with those other daemons commit (see ``follow``)."""
+        ...
+
+    async def follow(self) -> None:
+        """Deliver rows committed by other daemons to the remote listeners until cancelled; a catalog
+        only this daemon writes (SQLite: one daemon per data dir) returns at once."""
+        ...

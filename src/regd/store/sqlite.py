@@ -76,8 +76,12 @@ class SQLiteCatalog:
             await reader.close()
         self._all_readers.clear()
 
-    def add_commit_listener(self, listener: CommitListener) -> None:
+    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False) -> None:
         self._listeners.append(listener)
+
+    async def follow(self) -> None:
+        """Nothing to follow: the data dir's lock makes this daemon the file's only writer."""
+        return
 
     async def read(self, fn: Callable[[ReadTx], T]) -> T:
         """Run ``fn`` against one consistent snapshot on a free reader connection."""

@@ -32,7 +32,7 @@ from regd.domain import (
 from regd.errors import NotFound
 from regd.store import cursors
 from regd.store.catalog import AliasChange, PageOf, SeenEntry, StageChange, StoredArtifact, VersionRow
-from regd.store.search import compile_filter, compile_order
+from regd.store.search import CompiledFilter, CompiledOrder, compile_filter, compile_order
 from regd.store.times import to_dt, to_us
 
 _ROW_COLS = (
@@ -55,10 +55,22 @@ def _version_row(r: Sequence[Any]) -> VersionRow:
 
 
 class SQLiteReader:
-    """The read queries, over one sqlite3 connection (a snapshot inside a transaction)."""
+    """The read queries, over one sqlite3 connection (a snapshot inside a transaction).
+
+    The SQL is written to run on PostgreSQL too (``pg_read`` adapts the connection); the few
+    spellings that differ are the class attributes and ``_compiled`` below, overridden there.
+    """
+
+    _PINNED_JOIN = "CROSS JOIN"
+    """Join versions to models keeping versions the outer loop (see ``search``)."""
+    _NAME_CONTAINS = "instr(lower(m.name), lower(?)) > 0"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    def _compiled(self, filter_text: str, order_by: str | None) -> tuple[CompiledFilter, CompiledOrder]:
+        """The search filter and order as SQL for this database."""
+        return compile_filter(filter_text), compile_order(order_by)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
@@ -125,7 +137,7 @@ class SQLiteReader:
         limit: int,
         cursor: str | None,
     ) -> PageOf[Model]:
-        where, params = ["1"], []
+        where, params = ["1 = 1"], []
         if not include_deprecated:
             where.append("m.deprecated = 0")
         if stage is not None:
@@ -139,7 +151,7 @@ class SQLiteReader:
             params.extend(tag)
         glob = query if query and any(c in query for c in "*?[") else None
         if query and not glob:
-            where.append("instr(lower(m.name), lower(?)) > 0")
+            where.append(self._NAME_CONTAINS)
             params.append(query)
         if cursor:
             (after,) = cursors.decode(cursor, 1)
@@ -310,8 +322,7 @@ class SQLiteReader:
         return PageOf(self._summaries(rows), cursors.encode(rows[-1][0]) if more else None)
 
     def search(self, filter_text: str, order_by: str | None, limit: int, cursor: str | None) -> PageOf[VersionSummary]:
-        flt = compile_filter(filter_text)
-        order = compile_order(order_by)
+        flt, order = self._compiled(filter_text, order_by)
         where, params = [flt.where], list(flt.params)
         direction = "DESC" if order.descending else "ASC"
         cmp = "<" if order.descending else ">"
@@ -323,7 +334,7 @@ class SQLiteReader:
             sql = (
                 # CROSS JOIN pins versions as the outer loop: with statistics, SQLite otherwise puts
                 # models outside for range filters and runs 10x slower (the filter never names m)
-                f"SELECT {_SUMMARY_COLS} FROM versions v CROSS JOIN models m ON m.id = v.model_id "
+                f"SELECT {_SUMMARY_COLS} FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
                 f"WHERE {' AND '.join(f'({w})' for w in where)} ORDER BY v.id {direction} LIMIT ?"
             )
             rows = self._all(sql, [*params, limit + 1])
@@ -341,9 +352,9 @@ class SQLiteReader:
                 where.append(f"(({key}) IS NULL OR ({key}) {cmp} ? OR (({key}) = ? AND v.id {cmp} ?))")
                 params.extend([*order.params, *order.params, value, *order.params, value, after])
         sql = (
-            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v CROSS JOIN models m ON m.id = v.model_id "
+            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
             f"WHERE {' AND '.join(f'({w})' for w in where)} "
-            f"ORDER BY sort_key IS NULL, sort_key {direction}, v.id {direction} LIMIT ?"
+            f"ORDER BY sort_key {direction} NULLS LAST, v.id {direction} LIMIT ?"
         )
         rows = self._all(sql, [*order.params, *params, limit + 1])
         more = len(rows) > limit
@@ -397,7 +408,7 @@ class SQLiteReader:
         limit: int,
         cursor: str | None,
     ) -> PageOf[AuditEvent]:
-        where, params = ["1"], []
+        where, params = ["1 = 1"], []
         for col, val in (("model", model), ("version", version), ("actor", actor)):
             if val is not None:
                 where.append(f"{col} = ?")

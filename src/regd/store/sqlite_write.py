@@ -61,7 +61,7 @@ class SQLiteWriter(SQLiteReader):
         now = now_us()
         if d.env_lock is not None:
             self.conn.execute(
-                "INSERT OR IGNORE INTO env_locks (digest, kind, source, packages) VALUES (?, ?, ?, ?)",
+                "INSERT INTO env_locks (digest, kind, source, packages) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (d.env_lock.digest, d.env_lock.kind, d.env_lock.source, _dumps(d.env_lock.packages)),
             )
         try:
@@ -76,8 +76,8 @@ class SQLiteWriter(SQLiteReader):
                     _dumps([w.model_dump() for w in d.warnings]), now, d.created_by,
                 ),  # fmt: skip
             )
-        except Exception as exc:  # sqlite3.IntegrityError, kept generic for the message
-            if "UNIQUE" in str(exc):
+        except Exception as exc:  # sqlite3.IntegrityError or psycopg's UniqueViolation: kept generic
+            if "UNIQUE" in str(exc).upper():
                 raise Conflict(f"{d.name} {major}.{minor}.{patch} already exists", {"name": d.name}) from exc
             raise
         vid = int(cur.lastrowid)
@@ -140,7 +140,7 @@ class SQLiteWriter(SQLiteReader):
 
     def add_approval(self, version_id: int, approver: str, note: str | None) -> bool:
         cur = self.conn.execute(
-            "INSERT OR IGNORE INTO approvals (version_id, approver, at, note) VALUES (?, ?, ?, ?)",
+            "INSERT INTO approvals (version_id, approver, at, note) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (version_id, approver, now_us(), note),
         )
         return cur.rowcount == 1

@@ -60,6 +60,7 @@ class ActivityScreen(RegScreen):
     def __init__(self) -> None:
         super().__init__()
         self.entries: dict[Any, Entry] = {}
+        self.sub_title = "activity"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,7 +70,6 @@ class ActivityScreen(RegScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.sub_title = "activity"
         table = self.query_one(DataTable)
         for label in ("when", "what", "version", "by", "detail"):
             table.add_column(label, key=label)

@@ -34,6 +34,7 @@ class ChartScreen(RegScreen):
         self.metrics: list[str] = []
         self.metric_index = 0
         self.production: str | None = None
+        self.sub_title = f"{name} · chart"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -43,7 +44,6 @@ class ChartScreen(RegScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.sub_title = f"{self.model_name} · chart"
         self.reload()
 
     def selected(self) -> Selection | None:

@@ -55,6 +55,7 @@ class VersionDetailScreen(RegScreen):
         self.version_ref = version
         self.version: dict[str, Any] | None = None
         self.production: str | None = None
+        self.sub_title = f"{name}:{version}"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,7 +86,6 @@ class VersionDetailScreen(RegScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.sub_title = f"{self.model_name}:{self.version_ref}"
         self.reload()
 
     def reload(self) -> None:

@@ -30,6 +30,7 @@ class DiffScreen(RegScreen):
         super().__init__()
         self.a, self.b = a, b
         self.result: dict[str, Any] | None = None
+        self.sub_title = f"diff {ref(*a)} {ref(*b)}"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -57,10 +58,10 @@ class DiffScreen(RegScreen):
         try:
             result = await self.regtui.call("versions.diff", params)
         except Exception as exc:  # shown in place: the screen has nothing else to say
-            view.show_message(f"versions.diff: {NOT_AVAILABLE}" if is_missing_method(exc) else describe(exc))
+            await view.show_message(f"versions.diff: {NOT_AVAILABLE}" if is_missing_method(exc) else describe(exc))
             return
         self.result = result if isinstance(result, dict) else {"result": result}
-        view.show_result(self.result)
+        await view.show_result(self.result)
 
     def action_swap(self) -> None:
         self.a, self.b = self.b, self.a

@@ -73,7 +73,7 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
             yield from self.compose_target()
             yield GuardList(id="guards")
             yield Input(placeholder=self.reason_placeholder, compact=True, id="reason")
-            yield Checkbox("force: override the failed guards (admin; audited)", id="force")
+            yield Checkbox("force: override the failed guards (admin; audited)", compact=True, id="force")
             yield Static("", id="outcome")
             with Horizontal(id="dialog-buttons"):
                 yield Button(self.verb.capitalize(), variant="primary", compact=True, id="confirm", disabled=True)
@@ -104,7 +104,12 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
 
     @property
     def can_force(self) -> bool:
-        return self.offers_force and self.regtui.role == "admin"
+        return self.offers_force and self.regtui.role == "admin" and not self.forbidden
+
+    @property
+    def forbidden(self) -> list[dict[str, Any]]:
+        """Failed checks that are the stage machine's, not a policy's: force does not override those."""
+        return [c for c in self.failed if c.get("rule") == "transition"]
 
     def _update_controls(self) -> None:
         force = self.query_one("#force", Checkbox)
@@ -115,6 +120,8 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
         if self.result is None and self.checked:
             if self.blocked:
                 self._outcome(self.blocked, "yellow")
+            elif refused and self.forbidden:
+                self._outcome("the stage machine forbids this change (force cannot override it)", "yellow")
             elif refused:
                 why = "tick force to override" if self.can_force else "force needs the admin role"
                 self._outcome(f"{len(self.failed)} guard(s) fail: the daemon would refuse ({why})", "yellow")

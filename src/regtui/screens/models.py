@@ -94,6 +94,7 @@ class ModelsScreen(RegScreen):
         self.sort_reverse = False
         self.filter_text = ""
         self.loaded = False
+        self.sub_title = "models"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,7 +109,6 @@ class ModelsScreen(RegScreen):
         for column in COLUMNS:
             table.add_column(column.label, key=column.key)
         table.focus()
-        self.sub_title = "models"
         self.reload()
 
     def reload(self) -> None:
@@ -156,7 +156,8 @@ class ModelsScreen(RegScreen):
             )
         shown = len(rows)
         total = len(self.models)
-        self.sub_title = f"{total:,} models" if shown == total else f"{shown:,} of {total:,} models"
+        noun = "model" if total == 1 else "models"
+        self.sub_title = f"{total:,} {noun}" if shown == total else f"{shown:,} of {total:,} {noun}"
         if keep is not None:
             try:
                 table.move_cursor(row=table.get_row_index(keep[0]), animate=False)

@@ -27,9 +27,9 @@ class PromoteDialog(LifecycleDialog):
         return f"Promote {self.model_name}:{self.version}"
 
     def compose_target(self) -> ComposeResult:
-        with RadioSet(id="stage"):
+        with RadioSet(id="stage", compact=True):
             for stage in STAGES:
-                yield RadioButton(stage, value=stage == self.stage, id=f"stage-{stage}")
+                yield RadioButton(stage, value=stage == self.stage, compact=True, id=f"stage-{stage}")
 
     @on(RadioSet.Changed, "#stage")
     def _stage_changed(self, event: RadioSet.Changed) -> None:

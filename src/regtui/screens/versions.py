@@ -60,6 +60,7 @@ class VersionsScreen(RegScreen):
         self.filter_text = ""
         self.order_by: str | None = None
         self.stale = False
+        self.sub_title = name
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,7 +80,6 @@ class VersionsScreen(RegScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.sub_title = self.model_name
         self.table.focus()
         self.reload()
 

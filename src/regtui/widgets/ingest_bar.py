@@ -23,7 +23,8 @@ class IngestBar(Horizontal):
     DEFAULT_CSS = """
     IngestBar { height: 1; display: none; background: $boost; }
     IngestBar.-active { display: block; }
-    IngestBar > Label { width: auto; max-width: 60%; padding: 0 1; color: $text-accent; }
+    IngestBar > Label { width: auto; padding: 0 1; color: $text-accent; }
+    IngestBar > #ingest-file { max-width: 25%; color: $text-muted; text-overflow: ellipsis; text-wrap: nowrap; }
     IngestBar > ProgressBar { width: 1fr; }
     IngestBar > ProgressBar > Bar { width: 1fr; }
     """
@@ -31,6 +32,7 @@ class IngestBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Label("", id="ingest-label")
         yield ProgressBar(total=None, show_eta=False, id="ingest-progress")
+        yield Label("", id="ingest-file")
 
     def on_mount(self) -> None:
         self.watch(self.app, "status", self.show_status, init=True)
@@ -42,13 +44,12 @@ class IngestBar(Horizontal):
             return
         q = status["ingest"]
         total, done = int(q.get("bytes_total", 0)), int(q.get("bytes_done", 0))
-        parts = [f"ingest: {q.get('pending', 0)} pending"]
+        parts = [f"ingest {q.get('pending', 0)} pending"]
         if total:
-            parts.append(f"{size(done)} of {size(total)} hashed")
+            parts.append(f"{size(done)}/{size(total)}")
         if q.get("rate_bytes_per_s"):
             parts.append(f"{size(q['rate_bytes_per_s'])}/s")
-        active_files = q.get("active") or []
-        if active_files:
-            parts.append(str(active_files[0]).rsplit("/", 1)[-1])
         self.query_one("#ingest-label", Label).update(" · ".join(parts))
+        active_files = q.get("active") or []
+        self.query_one("#ingest-file", Label).update(str(active_files[0]).rsplit("/", 1)[-1] if active_files else "")
         self.query_one("#ingest-progress", ProgressBar).update(total=total or None, progress=done)
