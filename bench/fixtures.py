@@ -379,6 +379,11 @@ def times(x: float) -> str:
     return f"{x:.1f}×" if x < 100 else f"{x:.0f}×"
 
 
+def by(excess: float) -> str:
+    """How far past a target: ``12 %`` when close, ``3.4×`` when far."""
+    return f"{100 * (excess - 1):.0f} %" if excess < 2 else times(excess)
+
+
 @dataclass
 class Row:
     figure: str
@@ -400,8 +405,8 @@ def faster(figure: str, regd_s: list[float], peer_s: list[float], peer_name: str
     r, p = median(regd_s), median(peer_s)
     ratio = p / r
     ok = ratio >= need
-    verdict = "met" if ok else f"**NOT met**: {times(ratio)}, short by {times(need / ratio)} (regd needs ≤ {ms(p / need)})"
-    return Row(figure, dist(regd_s), f"{peer_name}: {dist(peer_s)}", f"{times(ratio)} faster", f"≥ {times(need)} faster", verdict), ratio
+    verdict = "met" if ok else f"**NOT met**: {times(ratio)}, short by {by(need / ratio)} (regd needs ≤ {ms(p / need)})"
+    return Row(figure, dist(regd_s), f"{peer_name}: {dist(peer_s)}", f"{times(ratio)} faster", f"≥ {need:g}× faster", verdict), ratio
 
 
 def within(figure: str, regd_s: list[float], limit_s: list[float], limit_name: str, most: float) -> tuple[Row, float]:
@@ -409,17 +414,28 @@ def within(figure: str, regd_s: list[float], limit_s: list[float], limit_name: s
     r, lim = median(regd_s), median(limit_s)
     ratio = r / lim
     ok = ratio <= most
-    verdict = "met" if ok else f"**NOT met**: {times(ratio)} the limit, over by {times(ratio / most)} (regd needs ≤ {ms(lim * most)})"
-    return Row(figure, dist(regd_s), f"{limit_name}: {dist(limit_s)}", f"{times(ratio)} the limit", f"≤ {times(most)}", verdict), ratio
+    verdict = "met" if ok else f"**NOT met**: {ratio:.2f}× the limit, over by {by(ratio / most)} (regd needs ≤ {ms(lim * most)})"
+    return Row(figure, dist(regd_s), f"{limit_name}: {dist(limit_s)}", f"{ratio:.2f}× the limit", f"≤ {most:g}×", verdict), ratio
 
 
 def at_most(figure: str, regd_s: list[float], peer: str, ratio: str, limit_s: float, q: float = 50) -> tuple[Row, float]:
     """A row for an absolute target on a percentile (``q``) of regd's samples."""
     value = pct(regd_s, q)
     ok = value <= limit_s
-    verdict = "met" if ok else f"**NOT met**: p{q:g} {ms(value)}, over by {times(value / limit_s)}"
+    verdict = "met" if ok else f"**NOT met**: p{q:g} {ms(value)}, over by {by(value / limit_s)}"
     return Row(figure, dist(regd_s), peer, ratio, f"p{q:g} ≤ {ms(limit_s)}", verdict), value
 
 
 def mib(n: float) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def load_note(start: str) -> str:
+    """One line on how busy the (shared) machine was while a bench ran: the 1-minute load average."""
+    end = Path("/proc/loadavg").read_text().split()[0]
+    return (f"_Load average (1 min) at start {start}, at end {end}, on {os.cpu_count()} cores: other jobs share this "
+            "machine, so compare the interleaved columns, not absolute times across runs._")
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]

@@ -33,6 +33,8 @@ from bench.fixtures import (
     dist,
     drop_cache,
     ingest_idle,
+    load_note,
+    loadavg,
     mib,
     rpc,
     sha256_file,
@@ -50,7 +52,7 @@ SETTLE_MS = 500
 @dataclass
 class Plan:
     big_bytes: int = 1 << 30
-    rounds: int = 3
+    rounds: int = 5
     drops: int = 20
     burst: int = 1000
     burst_floats: int = 65536
@@ -122,6 +124,7 @@ def run(quick: bool) -> Section:
     work = Path(tempfile.mkdtemp(prefix="regd-bench-ingest-"))
     figures: dict[str, float] = {}
     parts: list[str] = []
+    load0 = loadavg()
     try:
         with daemon() as d:
             print("bench ingest: one big file", file=sys.stderr)
@@ -133,6 +136,7 @@ def run(quick: bool) -> Section:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     parts.append("Reproduce: `pip install -e '.[bench]' && python -m bench ingest` (`--quick`: 128 MiB, 200 files).")
+    parts.append(load_note(load0))
     return Section("ingest", "Auto-registration: ingest beside its limits", "\n\n".join(parts), figures)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import mlflow_peer
-from bench.common import Section, daemon, median
+from bench.common import Section, daemon, median, ms
 from bench.fixtures import (
     Conn,
     Row,
@@ -35,6 +35,8 @@ from bench.fixtures import (
     faster,
     fsync_dir,
     interleave,
+    load_note,
+    loadavg,
     rpc,
     small_model,
     table,
@@ -78,6 +80,7 @@ def run(quick: bool) -> Section:
         raise RuntimeError(f"the MLflow peer cannot run: {missing}")
     work = Path(tempfile.mkdtemp(prefix="regd-bench-lifecycle-"))
     figures: dict[str, float] = {}
+    load0 = loadavg()
     try:
         deploy = work / "deploy"
         deploy.mkdir()
@@ -95,6 +98,7 @@ def run(quick: bool) -> Section:
             part1,
             part2,
             "Reproduce: `pip install -e '.[bench]' && python -m bench lifecycle` (`--quick` for a smoke run).",
+            load_note(load0),
         ]
     )
     return Section("lifecycle", "Lifecycle: governed promotion vs MLflow, and a promotion race", body, figures)
@@ -197,6 +201,7 @@ def _promotions(sock: Path, plan: Plan, work: Path, deploy: Path, figures: dict[
     lim, ratio_floor = within("promote, until the pointer has moved, vs its floor", s["regd"], s["floor"],
                               "commit + symlink swap + dir fsync", 1.5)  # fmt: skip
     lim.target, lim.verdict = "— (context)", f"{times(ratio_floor)} the floor"
+    q = max(5, plan.promotions // 4)
     figures.update(promote_vs_mlflow=ratio_full, promote_reply_vs_mlflow=ratio_reply, promote_p50_ms=median(s["regd"]) * 1000)
     return "\n\n".join(
         [
@@ -209,12 +214,17 @@ def _promotions(sock: Path, plan: Plan, work: Path, deploy: Path, figures: dict[
             f"`set_registered_model_alias(\"fraud\", \"production\", v)` on the same number of versions is the peer "
             "(MLflow has no guards, no demotion, no pointer; its stages API is deprecated)."),
             f"- Afterwards: production is {model['production']}, `audit.verify`: {_audit_text(audit)}.",
+            (f"- The cost grows with the model's stage history (2 rows per promotion): promote until the pointer moved, "
+            f"median of the first {q} promotions {ms(median(s['regd'][:q]))}, of the last {q} {ms(median(s['regd'][-q:]))} "
+            f"(MLflow: {ms(median(s['mlflow'][:q]))} and {ms(median(s['mlflow'][-q:]))})."),
         ]
     )
 
 
 def _audit_text(audit: dict[str, object]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in audit.items())
+    if audit.get("ok"):
+        return f"ok, {audit.get('rows')} rows chained"
+    return f"BROKEN at row {audit.get('first_broken')}: {audit.get('detail')}"
 
 
 # ----------------------------------------------------------------------------- the race

@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -97,7 +98,9 @@ class Config(_Section):
     socket: Path | None = None
     deploy_dir: Path | None = None
     catalog: str = "sqlite"
+    """``sqlite`` (``<data_dir>/registry.db``), ``sqlite:///path``, or ``postgresql://user@host:5432/db`` (team scale)."""
     objects: str = "local"
+    """``local`` (``<data_dir>/objects``) or ``s3://bucket/prefix`` (team scale; endpoint and keys from the AWS environment)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     store: StoreConfig = Field(default_factory=StoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -110,6 +113,16 @@ class Config(_Section):
     @classmethod
     def _expand(cls, v: Any) -> Any:
         return paths.expand(v) if isinstance(v, (str, os.PathLike)) and str(v) else v
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog_url(cls, v: str) -> str:
+        return check_catalog_url(v)
+
+    @field_validator("objects")
+    @classmethod
+    def _objects_url(cls, v: str) -> str:
+        return check_objects_url(v)
 
     @field_validator("policy")
     @classmethod
@@ -129,6 +142,48 @@ class Config(_Section):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "registry.db"
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_catalog_url(url: str) -> str:
+    """``url`` if it names a catalog regd can open, else ValueError saying what would."""
+    expected = "expected 'sqlite', 'sqlite:///path/registry.db' or 'postgresql://user@host:5432/dbname'"
+    if url in ("sqlite", "") or (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):
+        return url or "sqlite"
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"{url!r} is not a valid PostgreSQL URL ({exc}); {expected}") from None
+        if any(c.isspace() for c in url):
+            raise ValueError(f"{url!r} contains white space; {expected}")
+        if parts.fragment:
+            raise ValueError(f"{url!r} has a '#' part, which PostgreSQL URLs do not take; {expected}")
+        return url
+    raise ValueError(f"{url!r} is not a catalog; {expected}")
+
+
+def check_objects_url(url: str) -> str:
+    """``url`` (normalised) if it names a blob store regd can open, else ValueError saying what would."""
+    expected = "expected 'local' or 's3://bucket/prefix'"
+    if url in ("local", ""):
+        return "local"
+    if not url.startswith("s3://"):
+        raise ValueError(f"{url!r} is not an object store; {expected}")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(
+            f"{url!r}: {bucket!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'); {expected}"
+        )
+    prefix = prefix.strip("/")
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise ValueError(f"{url!r}: the prefix {prefix!r} has an empty, '.' or '..' part; {expected}")
+    if any(c.isspace() or c in "?#\\" for c in prefix):
+        raise ValueError(f"{url!r}: the prefix holds white space, '?', '#' or a backslash; {expected}")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 class ConfigError(Exception):

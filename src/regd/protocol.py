@@ -167,6 +167,9 @@ class VersionParams(Params):
 class VersionGetParams(VersionParams):
     tensors: bool = False
     """Include the per-tensor table (name, dtype, shape, fingerprint); large models have thousands."""
+    fetch: bool = False
+    """Make the artifact's bytes present on this host first (a team store downloads them into its
+    cache, checked) so that ``artifact.stored_path`` can be loaded at once: what ``regd path`` asks."""
 
 
 class SearchParams(Params):

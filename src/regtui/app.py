@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib
+import time
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
@@ -15,13 +18,18 @@ from textual.reactive import reactive
 from textual.signal import Signal
 
 from regd.client import AsyncClient
-from regd.domain import Event
+from regd.errors import RegdError
 from regtui import live, session
 from regtui.commands import ScreenCommands
-from regtui.fmt import TimeFormat, default_time_format, describe, parse_time, ref
+from regtui.fmt import TimeFormat, default_time_format, parse_time
+from regtui.live import describe_event
 from regtui.widgets.ingest_bar import ingest_active
 from regtui.workers import ReportsWorkerFailures
 
+if TYPE_CHECKING:
+    from regd.domain import Event
+
+FEED_DELAY_S = 0.5
 NOTIFY_EACH = 3
 """A burst of more events than this in one flush becomes one summary notification."""
 
@@ -35,7 +43,7 @@ class RegTUI(ReportsWorkerFailures, App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Keys"),
         Binding("f", "activity", "Activity"),
-        Binding("t", "change_theme", "Theme"),
+        Binding("t", "change_theme", "Theme", show=False),
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
     COMMANDS = App.COMMANDS | {ScreenCommands}
@@ -58,6 +66,8 @@ class RegTUI(ReportsWorkerFailures, App[None]):
         self._batch: list[Event] = []
         self._events_since_poll = 0
         self._status_ticks = 0
+        self._last_flush = 0.0
+        self._audit_seen = 0
         if theme:
             self.theme = theme
 
@@ -66,6 +76,10 @@ class RegTUI(ReportsWorkerFailures, App[None]):
 
         self.push_screen(ModelsScreen())
         self.connect_daemon()
+        # Everything alive now (modules, classes, the widget tree) lives as long as the app. Without
+        # this, each full collection walks it all again: measured 300 ms stalls while scrolling
+        # (bench/tui.py). Frozen objects are never collected, so freeze once, when little is garbage.
+        self.call_after_refresh(gc.freeze)
 
     async def on_unmount(self) -> None:
         await self.client.close()
@@ -74,16 +88,33 @@ class RegTUI(ReportsWorkerFailures, App[None]):
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect_daemon(self) -> None:
-        got = await session.connect(self.client, autostart=self.autostart, config=self.config_path, socket=self.socket_path)
+        try:
+            got = await session.connect(self.client, autostart=self.autostart, config=self.config_path,
+                                        socket=self.socket_path)  # fmt: skip
+        except RegdError:
+            self._start_live(lost=True)  # keep trying: the screens fill in when a daemon answers
+            raise
         self.status = got.status
+        self._audit_seen = await live.last_audit_id(self.client)
         self.connected.set()
         if got.started:
             s = got.status
             self.notify(f"socket {s['socket']}\ndata   {s['data_dir']}", title="started regd", timeout=15)
+        self._start_live(lost=False)
+
+    def _start_live(self, lost: bool) -> None:
         if self.live:
-            self.run_worker(live.follow(self.client, self._live_event, self._live_lost, self._live_back),
-                            group="live", exit_on_error=False)  # fmt: skip
+            self.run_worker(self._follow(lost), group="live", exclusive=True, exit_on_error=False)
             self.set_interval(self.poll_s / 4, self._status_tick)
+
+    async def _follow(self, lost: bool) -> None:
+        # Events arrive as pydantic models: importing them costs half a second of CPU on a busy
+        # machine, so let the first screen paint, import off the loop, and freeze what it made
+        # (see on_mount). What happens meanwhile reaches the screens through the status poll.
+        await asyncio.sleep(FEED_DELAY_S)
+        await asyncio.to_thread(importlib.import_module, "regd.domain")
+        gc.freeze()
+        await live.follow(self.client, self._live_event, self._live_lost, self._live_back, lost=lost)
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call the daemon once it answers (waits while it is being started or reconnected)."""
@@ -111,13 +142,22 @@ class RegTUI(ReportsWorkerFailures, App[None]):
 
     # ------------------------------------------------------------------ live feed
 
-    def _live_event(self, event: Event) -> None:
+    def _live_event(self, event: Event | live.CaughtUp) -> None:
+        audit_id = event.data.get("audit_id")
+        if isinstance(audit_id, int):
+            if audit_id <= self._audit_seen:
+                return  # the status poll caught up with it already
+            self._audit_seen = audit_id
         if not self._batch:
-            self.set_timer(0.2, self._live_flush)
+            # a lone event shows at once; under a stream of them (a folder of checkpoints landing)
+            # the screens reload at most once a second
+            busy = time.monotonic() - self._last_flush < 1.0
+            self.set_timer(1.0 if busy else 0.2, self._live_flush)
         self._batch.append(event)
         self._events_since_poll += 1
 
     def _live_flush(self) -> None:
+        self._last_flush = time.monotonic()
         batch, self._batch = self._batch, []
         self.activity.extend(batch)
         shown = [e for e in batch if e.topic in ("version.registered", "version.stage")]
@@ -136,7 +176,7 @@ class RegTUI(ReportsWorkerFailures, App[None]):
     def _live_back(self, status: dict[str, Any]) -> None:
         self.status = status
         self.connected.set()
-        self.notify("reconnected to regd", title="regd", timeout=4)
+        self.notify(f"connected to regd on {status.get('socket', '?')}", title="regd", timeout=4)
         self.changed.publish([])
 
     def _status_tick(self) -> None:
@@ -147,12 +187,16 @@ class RegTUI(ReportsWorkerFailures, App[None]):
 
     @work(exclusive=True, group="status", exit_on_error=False)
     async def poll_status(self) -> None:
-        before = (self.status or {}).get("counts")
         status = await self.client.call("daemon.status")
         quiet, self._events_since_poll = self._events_since_poll == 0, 0
         self.status = status
-        if quiet and before is not None and status.get("counts") != before:
-            self.changed.publish([])  # changes we heard no event for (dropped, or before we subscribed)
+        if quiet and await live.last_audit_id(self.client) > self._audit_seen:
+            # changes the feed did not bring (made before it subscribed, or dropped): the audit log has them
+            missed = await live.catch_up(self.client, self._audit_seen)
+            for event in missed:
+                self._live_event(event)
+            if not missed:
+                self.changed.publish([])
 
     # ------------------------------------------------------------------ app-wide actions
 
@@ -169,33 +213,10 @@ class RegTUI(ReportsWorkerFailures, App[None]):
             self.push_screen(ActivityScreen())
 
 
-def describe_event(event: Event) -> str:
-    """One line for a live event: what happened to which version, and who did it."""
-    who = f" by {event.actor}" if event.actor else ""
-    what = ref(event.model or "?", event.version)
-    data = event.data
-    if event.topic == "version.registered":
-        return f"new version {what}{who}"
-    if event.topic == "version.stage":
-        return f"{what} {data.get('from', '?')} → {data.get('to', '?')}{who}"
-    if event.topic == "alias":
-        return f"alias {data.get('alias', '')} {data.get('action', '')} {what}{who}".replace("  ", " ")
-    return f"{event.topic} {what}{who}"
-
-
-def keys_help() -> str:
-    """Every screen's keys, for ``regtui --help``."""
-    from regtui.screens.help import binding_rows
-
-    lines = ["keys:"]
-    for title, rows in binding_rows(None):
-        lines.append(f"  {title}")
-        lines.extend(f"    {key:<12} {desc}" for key, desc in rows)
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The ``regtui`` command."""
+    from regtui.screens.help import keys_help
+
     parser = argparse.ArgumentParser(
         prog="regtui",
         description="The terminal UI of regd: models, versions, diffs, promotions, rollbacks, live.\n"
@@ -218,4 +239,4 @@ def main(argv: list[str] | None = None) -> int:
     return app.return_code or 0
 
 
-__all__ = ["RegTUI", "main", "describe", "describe_event"]
+__all__ = ["RegTUI", "main"]

@@ -56,7 +56,7 @@ def default_time_format(moment: datetime, now: datetime | None = None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def size(n: int | float | None) -> str:
+def size(n: float | None) -> str:
     """Bytes for people: ``1.2 MB``."""
     if n is None:
         return ""
@@ -87,7 +87,7 @@ def key_metric(metrics: dict[str, float]) -> str | None:
     for name in _KEY_METRICS:
         if name in lowered:
             return lowered[name]
-    return sorted(metrics)[0]
+    return min(metrics)
 
 
 def metric_columns(metrics: dict[str, float], limit: int) -> list[str]:

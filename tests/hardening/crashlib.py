@@ -6,7 +6,8 @@ registrar calling ``versions.register`` on files elsewhere, and a lifecycle work
 back, aliasing and tagging what the registrar got back. Every answer received before the kill is
 logged client side. Then, after a SIGKILL at ``uniform(min_kill_s, max_kill_s)``:
 
-* ``registry.db`` opened read-only, as the kill left it: ``PRAGMA integrity_check`` is ``ok``;
+* ``registry.db`` opened read-only, as the kill left it: ``PRAGMA integrity_check`` is ``ok`` and no
+  model has two production rows;
 * the daemon restarts, and every model file in the watched folder is exactly one version (by digest);
 * every acknowledged registration, tag, alias move, promotion and rollback is there (in the state or,
   for changes a later one superseded, in the audit log);
@@ -29,6 +30,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,8 +85,13 @@ class Outcome:
     in_flight: list[str] = field(default_factory=list)
     files: int = 0
     versions: int = 0
+    start_s: float = 0.0
+    """The first start, on an empty data dir: the peer of ``restart_s``."""
     restart_s: float = 0.0
+    """Start after the SIGKILL until it answers (stale socket and lock, WAL recovery, temp cleanup)."""
     recover_s: float = 0.0
+    """Restart to every dropped file registered and the ingest queue idle."""
+    wall_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -194,7 +201,7 @@ class Workload:
             fn()
         except Lost:
             pass
-        except Exception as exc:  # a harness bug must fail the run, not vanish in a thread
+        except Exception as exc:  # noqa: BLE001 - a harness bug must fail the run, not vanish in a thread
             self.errors.append(f"worker {fn.__name__} crashed: {type(exc).__name__}: {exc}")
 
     def dropper(self) -> None:
@@ -266,13 +273,22 @@ class Workload:
 
 
 def db_integrity(db: Path) -> str:
-    """``PRAGMA integrity_check`` on the catalog exactly as the kill left it (read-only, no recovery write)."""
+    """The catalog exactly as the kill left it (read-only, no recovery write): ``ok`` or what is wrong.
+
+    ``PRAGMA integrity_check``, and the one-production rule in the committed rows themselves.
+    """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         rows = conn.execute("PRAGMA integrity_check").fetchall()
+        doubles = conn.execute(
+            "SELECT model_id, COUNT(*) FROM versions WHERE stage = 'production' GROUP BY model_id HAVING COUNT(*) > 1"
+        ).fetchall()
     finally:
         conn.close()
-    return "; ".join(str(r[0]) for r in rows)
+    state = "; ".join(str(r[0]) for r in rows)
+    if doubles:
+        state += f"; models with more than one production version: {doubles}"
+    return state
 
 
 def all_pages(client: Any, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -398,16 +414,23 @@ def check_after_restart(d: DaemonHandle, work: Workload, files: dict[Path, str],
         problems.append(f"temps left in objects/tmp after the restart: {leftovers[:5]}")
 
 
-def crash_run(base: Path, plan: Plan) -> Outcome:
-    """One run in ``base`` (a fresh directory): start, load, kill, check, restart, check."""
+def crash_run(base: Path, plan: Plan, sabotage: Callable[[Path], None] | None = None) -> Outcome:
+    """One run in ``base`` (a fresh directory): start, load, kill, check, restart, check.
+
+    ``sabotage(data_dir)`` runs between the kill and the restart: the harness's self-test uses it to
+    damage the data dir and see the checks notice.
+    """
     outcome = Outcome(seed=plan.seed)
     rng = random.Random(plan.seed)
     root, src = base / "runs", base / "src"
     root.mkdir(parents=True)
     src.mkdir()
     d = make_daemon(base, f'[[watch]]\npath = "{root}"\nsettle_ms = {plan.settle_ms}\ndir_settle_ms = 1000\n')
+    t_run = time.monotonic()
     try:
+        t0 = time.monotonic()
         d.start()
+        outcome.start_s = time.monotonic() - t0
         work = Workload(d, root, src, plan)
         outcome.kill_at = rng.uniform(plan.min_kill_s, plan.max_kill_s)
         work.start()
@@ -424,17 +447,20 @@ def crash_run(base: Path, plan: Plan) -> Outcome:
 
         state = db_integrity(d.data_dir / "registry.db")
         if state != "ok":
-            outcome.problems.append(f"integrity_check after the kill: {state}")
+            outcome.problems.append(f"the catalog after the kill: {state}")
 
+        if sabotage is not None:
+            sabotage(d.data_dir)
         files = dropped_files(root)
         outcome.files = len(files)
         t0 = time.monotonic()
         d.start(wait=60)
         outcome.restart_s = time.monotonic() - t0
         check_after_restart(d, work, files, outcome, plan)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a run that cannot finish is a failed run, with the daemon's log
         outcome.problems.append(f"run failed: {type(exc).__name__}: {exc}\n{d.log()[-2000:]}")
     finally:
         d.stop()
         shutil.rmtree(d.socket.parent, ignore_errors=True)
+        outcome.wall_s = time.monotonic() - t_run
     return outcome

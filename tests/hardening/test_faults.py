@@ -8,8 +8,10 @@ read-only test falls back to ``chmod 0555``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -31,10 +33,11 @@ def _mount(*args: str) -> None:
 
 
 def _umount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)  # busy: detach it anyway
+    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)  # busy: detach it anyway
 
 
+@functools.cache
 def _can_mount() -> str | None:
     """Why mounting is impossible here, or None."""
     if os.geteuid() != 0:
@@ -44,9 +47,11 @@ def _can_mount() -> str | None:
     try:
         _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        return f"cannot mount a tmpfs here: {getattr(exc, 'stderr', exc)}"
-    _umount(probe)
-    probe.rmdir()
+        return f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {getattr(exc, 'stderr', exc)}"
+    else:
+        _umount(probe)
+    finally:
+        probe.rmdir()
     return None
 
 
@@ -124,7 +129,10 @@ def small_disk(daemon_factory, tmp_path):  # type: ignore[no-untyped-def]
             d.stop()
 
 
-def test_a_blob_larger_than_the_space_left_is_refused_cleanly_and_ingest_resumes_when_space_returns(small_disk, tmp_path):
+@pytest.mark.parametrize("space_returns", ["a file is deleted", "the filesystem grows"])
+def test_a_blob_larger_than_the_space_left_is_refused_cleanly_and_ingest_resumes_when_space_returns(
+    small_disk, tmp_path, space_returns
+):
     d, client, _ = small_disk
     client.register(model_file(tmp_path / "small.safetensors", MiB, 1), name="small")
     filler = fill(d.data_dir, leave=3 * MiB)
@@ -136,7 +144,10 @@ def test_a_blob_larger_than_the_space_left_is_refused_cleanly_and_ingest_resumes
     still_serving(client, "small")
     client.tag("small", "1.0.0", set={"after": "enospc"})  # the catalog still takes writes
 
-    filler.unlink()  # space returns
+    if space_returns == "a file is deleted":
+        filler.unlink()
+    else:
+        _mount("-o", "remount,size=64m", str(d.data_dir))
     v = client.register(big, name="big")
     assert v.version == "1.0.0" and v.artifact.size == big.stat().st_size
     assert client.call("versions.verify")["ok"]
@@ -158,8 +169,6 @@ def test_a_full_disk_under_the_catalog_refuses_changes_and_keeps_serving_reads(s
     assert client.version("small").tags == {"kept": "yes"}
     assert client.call("versions.verify")["ok"] and client.call("audit.verify")["ok"]
     d.stop()
-    import sqlite3
-
     db = sqlite3.connect(f"file:{d.data_dir / 'registry.db'}?mode=ro", uri=True)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
@@ -255,6 +264,8 @@ def test_a_read_only_object_store_is_named_in_the_refusal(daemon, tmp_path):
 
 
 def test_a_daemon_on_a_read_only_data_dir_refuses_to_start_and_says_why(daemon_factory, tmp_path):
+    if _can_mount():
+        pytest.skip(f"needs a read-only bind mount (modes alone leave existing files writable): {_can_mount()}")
     d = daemon_factory()
     d.client().register(model_file(tmp_path / "m.safetensors", MiB, 1), name="m")
     d.stop()
@@ -286,7 +297,7 @@ def corrupt(path: Path) -> None:
 
 
 def regd_cli(d, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(["regd", "--json", *args], env=d.env(), capture_output=True, text=True, timeout=120)
+    return subprocess.run(["regd", "--json", *args], env=d.env(), capture_output=True, text=True, timeout=120, check=False)
 
 
 def statuses(result: dict) -> dict[str, str]:  # type: ignore[type-arg]
@@ -297,7 +308,7 @@ def test_a_deleted_and_a_corrupted_blob_are_reported_and_repaired_from_their_ori
     client = daemon.client()
     gone = client.register(model_file(tmp_path / "gone.safetensors", MiB, 1), name="gone")
     bad = client.register(model_file(tmp_path / "bad.safetensors", MiB, 2), name="bad")
-    fine = client.register(model_file(tmp_path / "fine.safetensors", MiB, 3), name="fine")
+    client.register(model_file(tmp_path / "fine.safetensors", MiB, 3), name="fine")
     os.unlink(gone.artifact.stored_path)
     corrupt(Path(bad.artifact.stored_path))
 
@@ -332,6 +343,24 @@ def test_a_blob_whose_original_changed_is_not_repaired_and_says_why(daemon, tmp_
     (item,) = client.call("versions.verify", {"name": "m", "repair": True})["items"]
     assert item["status"] == "missing" and "cannot repair" in item["detail"] and str(src) in item["detail"]
     assert not client.call("audit.list", {"action": "blob.repaired"})["items"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: integrity.repair_artifact deletes a corrupt blob before it knows the original still "
+    "matches; when it does not, the damaged copy (perhaps the only one, nearly all good bytes) is gone, verify "
+    "says 'missing' from then on, and the changed original was stored as an orphan blob",
+)
+def test_a_failed_repair_leaves_the_corrupt_copy_and_stores_nothing(daemon, tmp_path):
+    client = daemon.client()
+    src = model_file(tmp_path / "m.safetensors", MiB, 1)
+    v = client.register(src, name="m")
+    corrupt(Path(v.artifact.stored_path))
+    model_file(src, MiB, 99)  # the original changed since
+    (item,) = client.call("versions.verify", {"name": "m", "repair": True})["items"]
+    assert item["status"] == "corrupt" and "changed since it was registered" in item["detail"]
+    assert Path(v.artifact.stored_path).is_file(), "the corrupt copy was deleted by a repair that could not repair"
+    assert client.call("gc.plan")["blobs"] == [], "the changed original was stored as an orphan"
 
 
 def test_a_model_directory_with_a_lost_file_blob_is_repaired_and_its_tree_rebuilt(daemon, tmp_path):

@@ -11,8 +11,11 @@ every line that comes back must be a valid JSON-RPC response (strict JSON, one o
 a result that validates against the method's result model), the probe must answer within
 ``DEADLINE`` (no hang), and afterwards the daemon still answers, its audit chain and blobs verify.
 
--32603 is a failure, except for inputs matching ``KNOWN_BUGS`` (each pinned by a strict xfail below):
-remove an entry together with its xfail marker once the bug is fixed.
+-32603 is a failure, except for inputs matching ``KNOWN_BUGS``; so are a non-JSON answer (tolerated
+only for a NaN/Infinity id: ``non-finite-id``), a dropped connection (only for a lone surrogate in
+``method`` or ``id``: ``surrogate-echo``) and a failed background task in the daemon's log (only the
+rollback one, ``is not a valid Stage``). Each is pinned by a strict xfail at the end of this file:
+remove the tolerance together with the xfail marker once the bug is fixed.
 
 ``REGD_FUZZ_EXAMPLES`` sets the examples per test (CI default 300; the bench runs 2,500 per test).
 ``REGD_FUZZ_REPORT`` names a JSON-lines file to which each test appends its figures (for the bench).
@@ -29,7 +32,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from regd.domain import NAME_PATTERN
 from regd.protocol import METHODS
 from tests.hardening.crashlib import CONTRACT_CODES
 from tests.modelfiles import write_hf_dir, write_onnx, write_safetensors
@@ -71,7 +73,7 @@ def _gc_overflow(method: str, params: Any) -> bool:
     if method not in ("gc.plan", "gc.run") or not isinstance(params, dict):
         return False
     days = params.get("older_than_days")
-    return isinstance(days, (int, float)) and not isinstance(days, bool) and days >= 1e6
+    return isinstance(days, (int, float)) and not isinstance(days, bool) and days >= 1e8
 
 
 def _has_symlink_loop(path: Any) -> bool:
@@ -94,6 +96,19 @@ def _loop_in_directory(method: str, params: Any) -> bool:
     return key is not None and _has_symlink_loop(params.get(key))
 
 
+def _watch_path_unresolvable(method: str, params: Any) -> bool:
+    if method not in ("watch.add", "watch.remove") or not isinstance(params, dict):
+        return False
+    path = params.get("path")
+    if not isinstance(path, str) or "\x00" in path or _surrogate(path):
+        return False
+    try:
+        Path(path).expanduser().resolve().exists()
+    except (RuntimeError, OSError):  # ~unknown-user, a symlink loop, a name over NAME_MAX
+        return True
+    return False
+
+
 def _surrogate(value: Any) -> bool:
     return isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value)
 
@@ -102,6 +117,7 @@ KNOWN_BUGS: dict[str, Callable[[str, Any], bool]] = {
     "nul-in-path": _nul_in_path,
     "gc-older-than-overflow": _gc_overflow,
     "symlink-loop-in-directory": _loop_in_directory,
+    "watch-path-unresolvable": _watch_path_unresolvable,
 }
 """Params that answer -32603 today (see the xfails at the end); the fuzzers tolerate exactly these."""
 
@@ -136,17 +152,15 @@ def bugs_in(msg: Any) -> set[str]:
 # ----------------------------------------------------------------------------- the world the fuzzer talks about
 
 
-@dataclass(repr=False)
 class World:
     """A daemon with a few models, aliases and stages, and a sandbox of paths to register from."""
 
-    d: Any
-    sandbox: Path
-    paths: list[str]
-    stats: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-    sent: int = 0
-    known_sent: Counter[str] = field(default_factory=Counter)
+    def __init__(self, d: Any, sandbox: Path, paths: list[str]) -> None:
+        self.d, self.sandbox, self.paths = d, sandbox, paths
+        self.stats: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self.sent = 0
+        self.known_sent: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"World({self.sandbox}, {self.sent} sent)"
@@ -273,7 +287,7 @@ def mutated(draw: st.DrawFn, params: dict[str, Any]) -> Any:
     how = draw(st.sampled_from(["value", "value", "value", "extra", "drop", "array", "scalar", "deep", "none"]))
     if how == "value":
         key = draw(st.sampled_from(sorted(params) or ["name"]))
-        params[key] = draw(HOSTILE | json_values() | st.integers(0, 200).map(deep))
+        params[key] = draw(HOSTILE | json_values() | st.integers(0, 100).map(deep))
     elif how == "extra":
         params[draw(st.text(max_size=10))] = draw(json_values())
     elif how == "drop" and params:
@@ -282,8 +296,8 @@ def mutated(draw: st.DrawFn, params: dict[str, Any]) -> Any:
         return list(params.values()) + draw(st.lists(json_values(), max_size=2))
     elif how == "scalar":
         return draw(st.sampled_from([1, "x", True, 1.5]))
-    elif how == "deep":
-        return deep(draw(st.integers(50, 3000)))
+    elif how == "deep":  # deeper bombs go as raw bytes (the printer of failing examples recurses too)
+        return deep(draw(st.integers(50, 120)))
     elif how == "none":
         return None
     return params
@@ -352,7 +366,7 @@ def check_single(obj: Any, allowed: set[str], problems: list[str], method: str |
         problems.append(f"not a response object: {obj!r:.200}")
         return
     if "method" in obj and "id" not in obj:
-        if obj["method"] not in ("event", "progress") or set(obj) - {"jsonrpc", "method", "params"}:
+        if obj["method"] not in ("event", "progress", "events.dropped") or set(obj) - {"jsonrpc", "method", "params"}:
             problems.append(f"odd notification {obj!r:.200}")
         return
     if obj.get("jsonrpc") != "2.0" or "id" not in obj or set(obj) - {"jsonrpc", "id", "result", "error"}:
@@ -385,13 +399,12 @@ def send_and_check(world: World, payload: bytes, decoded: Any = None) -> list[An
     world.latencies.append(ex.latency)
     problems: list[str] = []
     answers = []
-    methods: dict[Any, str] = {}
-    if isinstance(decoded, dict) and isinstance(decoded.get("method"), str):
-        methods[json.dumps(decoded.get("id"))] = decoded["method"]
-    elif isinstance(decoded, list):
-        for m in decoded:
-            if isinstance(m, dict) and isinstance(m.get("method"), str) and isinstance(m.get("id"), (int, str)):
-                methods[json.dumps(m["id"])] = m["method"]
+    methods: dict[Any, str] = {}  # id -> method, for ids used once (a batch may repeat them)
+    requests = decoded if isinstance(decoded, list) else [decoded]
+    ids = Counter(json.dumps(m.get("id")) for m in requests if isinstance(m, dict))
+    for m in requests:
+        if isinstance(m, dict) and isinstance(m.get("method"), str) and ids[json.dumps(m.get("id"))] == 1:
+            methods[json.dumps(m.get("id"))] = m["method"]
     for line in ex.lines:
         try:
             obj = _strict(line.decode("utf-8"))
@@ -460,6 +473,18 @@ def world(daemon_factory, tmp_path, request) -> Iterator[World]:  # type: ignore
         finish(w, request.node.name)
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ", re.MULTILINE)
+
+
+def background_failures(log: str) -> list[str]:
+    """Each 'background task ... failed' entry of a daemon log, with its traceback."""
+    out = []
+    for m in re.finditer(r"background task \S+ failed", log):
+        end = LOG_LINE.search(log, m.end())
+        out.append(log[m.start() : end.start() if end else len(log)])
+    return out
+
+
 def finish(world: World, name: str) -> None:
     """After a fuzz run: the daemon answers, its chain and bytes verify; its log shows no unexplained crash."""
     c = world.d.client()
@@ -470,7 +495,9 @@ def finish(world: World, name: str) -> None:
     log = world.d.log_path.read_text(errors="replace")
     internal = log.count("internal error handling request")
     assert internal <= sum(world.known_sent.values()), f"{internal} internal errors logged:\n{log[-4000:]}"
-    assert "background task" not in log, log[-4000:]
+    for failure in background_failures(log):
+        # known bug: a rollback's audit row carries versions in from/to, which Effects reads as stages
+        assert "is not a valid Stage" in failure, failure
     report = os.environ.get("REGD_FUZZ_REPORT")
     if report:
         lat = sorted(world.latencies)
@@ -548,13 +575,14 @@ def batches(draw: st.DrawFn, world: World) -> list[Any]:
 def test_hostile_envelopes_and_mixed_batches_get_one_valid_answer_each(world, data):
     msg = data.draw(envelopes() | batches(world))
     answers = send_and_check(world, encode(msg, data.draw(st.booleans())), msg)
+    answers = [a for a in answers if not (isinstance(a, dict) and "method" in a)]  # events once subscribed
     if isinstance(msg, list):
         # one batch answer (or none when every member was a notification), never one line per member
         assert len(answers) <= 1
         if answers and msg:
             answered = answers[0] if isinstance(answers[0], list) else [answers[0]]
             assert len(answered) <= len(msg)
-    elif isinstance(msg, dict) and isinstance(msg.get("id"), int) and not isinstance(msg.get("id"), bool):
+    elif isinstance(msg, dict) and isinstance(msg.get("id"), int) and not isinstance(msg.get("id"), bool) and not bugs_in(msg):
         replies = [a for a in answers if isinstance(a, dict) and "id" in a]
         assert len(replies) == 1 and replies[0]["id"] in (msg["id"], None), answers
 
@@ -634,9 +662,9 @@ def test_bug_a_nul_byte_in_a_path_is_invalid_params(world, method, params):
     assert reply["error"]["code"] == -32602, reply
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: gc.plan/gc.run with older_than_days >= ~1e6 (or Infinity, which "
-                   "the parser accepts) overflow datetime arithmetic: -32603 OverflowError instead of -32602 or an answer")
-@pytest.mark.parametrize("days", [1e7, 1e300])
+@pytest.mark.xfail(strict=True, reason="product bug: gc.plan/gc.run with older_than_days > ~1.07e8 (or Infinity, which "
+                   "the parser accepts) make a cutoff beyond SQLite's 64-bit INTEGER (or int(inf)): -32603 OverflowError")
+@pytest.mark.parametrize("days", [1e9, 1e300])
 def test_bug_gc_older_than_a_huge_number_of_days_is_not_an_internal_error(world, days):
     reply = _answer(world, {"jsonrpc": "2.0", "id": 1, "method": "gc.plan", "params": {"older_than_days": days}})
     assert "result" in reply or reply["error"]["code"] == -32602, reply
@@ -674,3 +702,37 @@ def test_bug_a_symlink_loop_inside_a_directory_is_not_an_internal_error(world, t
     params = {"path": str(target)} if method == "versions.register" else {"a": {"name": "hf"}, "b_path": str(target)}
     reply = _answer(world, {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
     assert "result" in reply or reply["error"]["code"] == -32602, reply
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: watch.add/watch.remove on a path that cannot be "
+                   "resolved (~unknown-user, a symlink loop, a name over 255 bytes) raise RuntimeError/OSError in "
+                   "watches._check_root (expanduser, resolve, exists): -32603, not -32602")
+@pytest.mark.parametrize(("method", "path"), [
+    ("watch.add", "~regd-no-such-user/runs"), ("watch.remove", "~regd-no-such-user/runs"),
+    ("watch.add", "loop"), ("watch.remove", "loop"), ("watch.add", "long"),
+])  # fmt: skip
+def test_bug_an_unresolvable_watch_path_is_invalid_params(world, method, path):
+    if path == "loop":
+        path = str(world.sandbox / "loop" / "runs")
+    elif path == "long":
+        path = str(world.sandbox / ("y" * 300))
+    reply = _answer(world, {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"path": path}})
+    assert reply["error"]["code"] in (-32602, -32001), reply
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: the version.rolled_back audit row has versions in from/to, and "
+                   "Effects._after calls Stage(row.to) on it: ValueError, the effects task dies, so no on_change hook "
+                   "or webhook ever runs for a rollback (found by the fuzzers: 'background task effects failed')")
+def test_bug_a_rollback_runs_the_production_on_change_hook(daemon_factory, tmp_path):
+    out = tmp_path / "hooks.log"
+    d = daemon_factory(f'[policy."*".production]\non_change = "echo $REGD_EVENT $REGD_VERSION $REGD_STAGE >> {out}"\n')
+    c = d.client()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        c.register(write_safetensors(tmp_path / f"m{i}.safetensors", {"w": rng.standard_normal(4).astype(np.float32)}), name="m")
+        c.promote("m", f"1.{i}.0", "production", "ship")
+    c.rollback("m", "bad")
+    from tests.waiting import wait_for
+
+    wait_for(lambda: out.exists() and "version.rolled_back 1.0.0 production" in out.read_text(), timeout=5,
+             what="the production hook to run for the rollback")  # fmt: skip

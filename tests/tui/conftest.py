@@ -82,11 +82,25 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonHandle]:
     shutil.rmtree(handle.socket.parent, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def seeded_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir of a seeded daemon, stopped: ``fresh`` copies it instead of seeding again."""
+    handle = start_seeded(tmp_path_factory.mktemp("template"))
+    handle.stop()
+    shutil.rmtree(handle.socket.parent, ignore_errors=True)
+    return handle.data_dir
+
+
 @pytest.fixture
-def fresh(daemon_factory: Callable[..., DaemonHandle], tmp_path: Path) -> DaemonHandle:
-    """A seeded daemon of this test's own, for tests that promote, archive, register ..."""
-    handle = daemon_factory(POLICY)
-    seed_registry(handle.client(), tmp_path / "files")
+def fresh(daemon_factory: Callable[..., DaemonHandle], seeded_data: Path) -> DaemonHandle:
+    """A seeded daemon of this test's own, for tests that promote, archive, register ...
+
+    A copy of the seeded registry (the same rows, digests and audit chain), so only the daemon's
+    start is paid per test; its stored paths point into the template, which lives for the session.
+    """
+    handle = daemon_factory(POLICY, start=False)
+    shutil.copytree(seeded_data, handle.data_dir, ignore=shutil.ignore_patterns("regd.lock", "*.sock"))
+    handle.start()
     return handle
 
 
@@ -124,7 +138,7 @@ async def settle(pilot: Pilot, timeout: float = 30.0) -> None:
     raise AssertionError(f"workers still busy after {timeout} s: {busy}")
 
 
-async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll ``predicate`` while the app runs (no timed assertion: the deadline only stops a hang)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,7 +151,7 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], Any], timeout: float 
 
 def screen_text(app: RegTUI) -> str:
     """Everything on the current screen, as plain text (what a person would read)."""
-    strips = app.screen._compositor.render_strips()  # noqa: SLF001 - Textual has no public "screen as text"
+    strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
 
 

@@ -18,7 +18,7 @@ async def on_versions(pilot, cursor_to: str) -> VersionsScreen:
     pilot.app.push_screen(VersionsScreen("fraud"))
     await settle(pilot)
     screen = pilot.app.screen
-    screen.table.cursor_row = [r.version for r in screen.table.items].index(cursor_to)
+    screen.table.cursor_row = [r.version for r in screen.table.rows].index(cursor_to)
     await pilot.pause()
     return screen
 
@@ -86,7 +86,7 @@ async def test_forced_promotion_with_a_reason_shows_the_outcome_and_updates_the_
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is screen
-        rows = {r.version: r.stage for r in screen.table.items}
+        rows = {r.version: r.stage for r in screen.table.rows}
         assert rows["1.3.0"] == "production" and rows["1.5.0"] == "archived"
         assert Client(fresh.socket).version("fraud", "production").version == "1.3.0"
 
@@ -145,7 +145,7 @@ async def test_archive_asks_a_reason_and_archives(fresh):
         assert outcome(app) == "✔ fraud:1.9.0 archived"
         await pilot.press("escape")
         await settle(pilot)
-        assert {r.version: r.stage for r in screen.table.items}["1.9.0"] == "archived"
+        assert {r.version: r.stage for r in screen.table.rows}["1.9.0"] == "archived"
 
 
 async def test_rollback_offers_earlier_production_versions_and_restores_one(fresh):
@@ -175,3 +175,14 @@ async def test_rollback_without_production_says_so(fresh):
         await settle(pilot)
         assert app.screen.query_one("#confirm", Button).disabled
         assert "churn has no production version" in screen_text(app)
+
+
+async def test_a_version_that_does_not_exist_is_said_in_the_dialog(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.push_screen(PromoteDialog("fraud", "9.9.9"))
+        await settle(pilot)
+        dialog = app.screen
+        assert dialog.query_one("#confirm", Button).disabled
+        assert "9.9.9" in outcome(app) and "Traceback" not in screen_text(app)

@@ -3,14 +3,24 @@ the app starts the daemon when none answers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 
 from regd.client import Client
+from regd.errors import RegdError
 from regtui.screens.activity import ActivityScreen
 from regtui.screens.versions import VersionsScreen
-from tests.tui.conftest import make_app, notifications, run_in_thread, screen_text, settle, wait_until, write_weights
+from tests.tui.conftest import (
+    make_app,
+    notifications,
+    run_in_thread,
+    screen_text,
+    settle,
+    wait_until,
+    write_weights,
+)
 
 
 def model_names(app) -> list[str]:
@@ -40,7 +50,7 @@ async def test_a_stage_change_updates_the_open_versions_list(fresh):
         screen = app.screen
 
         def stage(version: str) -> str:
-            return {r.version: r.stage for r in screen.table.items}.get(version, "")
+            return {r.version: r.stage for r in screen.table.rows}.get(version, "")
 
         await run_in_thread(Client(fresh.socket).promote, "fraud", "1.10.0", "production", "from a script")
         await wait_until(pilot, lambda: stage("1.10.0") == "production" and stage("1.5.0") == "archived", what="badges")
@@ -53,11 +63,22 @@ async def test_the_feed_reconnects_after_a_daemon_restart(fresh, tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await run_in_thread(fresh.restart)
-        await wait_until(pilot, lambda: any("reconnected" in n for n in notifications(app)), what="reconnection")
+        await wait_until(pilot, lambda: any("connected to regd" in n for n in notifications(app)), what="reconnection")
         assert any("lost the daemon" in n for n in notifications(app))
         path = write_weights(tmp_path / "after.safetensors", 9)
         await run_in_thread(Client(fresh.socket).register, path, name="after-restart")
         await wait_until(pilot, lambda: "after-restart" in screen_text(app), what="a registration after the restart")
+
+
+async def test_without_autostart_it_says_no_daemon_answers_and_connects_when_one_does(daemon_factory):
+    handle = daemon_factory(start=False)
+    app = make_app(handle)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: any("no regd daemon answers" in n for n in notifications(app)), what="the error")
+        assert not any("Traceback" in n for n in notifications(app))
+        await run_in_thread(handle.start)
+        await wait_until(pilot, lambda: "0 models" in screen_text(app), what="the models screen filled in")
+        assert any("connected to regd" in n for n in notifications(app))
 
 
 async def test_the_app_starts_the_daemon_when_none_answers_and_says_where(daemon_factory):
@@ -76,7 +97,7 @@ async def test_the_app_starts_the_daemon_when_none_answers_and_says_where(daemon
         if pid is None:
             try:
                 pid = Client(handle.socket, timeout=5).status()["pid"]
-            except Exception:  # noqa: BLE001 - it never started
+            except RegdError:  # it never started
                 pid = None
         if pid:
             os.kill(pid, signal.SIGTERM)
@@ -86,4 +107,4 @@ async def test_the_app_starts_the_daemon_when_none_answers_and_says_where(daemon
                     os.kill(pid, 0)
                 except ProcessLookupError:
                     break
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)

@@ -21,7 +21,7 @@ async def test_models_show_production_latest_counts_aliases_and_a_key_metric(see
         assert isinstance(app.screen, ModelsScreen)
         by_name = {r[0]: r for r in rows(app)}
         assert list(by_name) == ["churn", "fraud"]
-        name, production, latest, versions, metric, aliases, changed = by_name["fraud"]
+        _, production, latest, versions, metric, aliases, changed = by_name["fraud"]
         assert (production, latest, versions) == ("1.5.0", "1.11.0", "12")
         assert metric == "auc 0.91" and aliases == "@champion=1.5.0" and changed == "2026-01-02 03:04"
         assert by_name["churn"][1] == "—" and by_name["churn"][4] == "f1 0.7"

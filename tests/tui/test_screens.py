@@ -90,7 +90,7 @@ async def test_the_diff_screen_shows_the_verdict_or_says_the_daemon_lacks_it(see
 
 
 async def test_the_ingest_bar_shows_only_while_the_daemon_ingests(seeded):
-    app = make_app(seeded)
+    app = make_app(seeded, live=False)  # no status poll: this test says what the status is
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         bar = app.screen.query_one(IngestBar)

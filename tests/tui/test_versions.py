@@ -21,7 +21,7 @@ async def open_versions(pilot, name: str = "fraud") -> VersionsScreen:
 
 
 def shown(screen: VersionsScreen) -> list[str]:
-    return [row.version for row in screen.table.items]
+    return [row.version for row in screen.table.rows]
 
 
 async def test_rows_carry_stage_badges_aliases_metrics_and_warnings(seeded):
@@ -29,7 +29,7 @@ async def test_rows_carry_stage_badges_aliases_metrics_and_warnings(seeded):
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_versions(pilot)
         assert shown(screen)[:3] == ["1.11.0", "1.10.0", "1.9.0"]
-        by_version = {r.version: r for r in screen.table.items}
+        by_version = {r.version: r for r in screen.table.rows}
         assert by_version["1.5.0"].stage == "production" and by_version["1.5.0"].aliases == ("champion",)
         assert by_version["1.9.0"].stage == "staging" and by_version["1.2.0"].stage == "archived"
         assert by_version["1.0.0"].warnings == ("no_env_lock",) and by_version["1.0.0"].created_by == USER

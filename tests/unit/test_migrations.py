@@ -51,3 +51,37 @@ def test_a_newer_database_is_refused(tmp_path):
     c.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
     with pytest.raises(RuntimeError, match="newer"):
         migrations.migrate(c)
+
+
+@pytest.mark.parametrize("dialect", migrations.DIALECTS)
+@pytest.mark.parametrize("step", range(migrations.LATEST))
+def test_every_step_renders_for_both_databases(step, dialect):
+    sql = migrations.render(migrations.MIGRATIONS[step], dialect)
+    assert not migrations._PLACEHOLDER.search(sql)  # noqa: SLF001 - every placeholder filled
+    foreign = {
+        "sqlite": ["BIGINT", "BYTEA", "IDENTITY", "plpgsql", 'COLLATE "C"'],
+        "postgresql": ["WITHOUT ROWID", "RAISE(ABORT", "INTEGER PRIMARY KEY", " BLOB", " REAL"],
+    }[dialect]
+    assert not [word for word in foreign if word in sql]
+
+
+def test_an_unknown_placeholder_is_named():
+    with pytest.raises(ValueError, match=r"\{uuid\}"):
+        migrations.render("CREATE TABLE t (id {uuid})", "postgresql")
+
+
+def test_at_most_one_production_version_per_model(tmp_path):
+    c = conn(tmp_path / "r.db")
+    migrations.migrate(c)
+    c.execute("INSERT INTO models (name, created_at, created_by, updated_at) VALUES ('fraud', 1, 'alice', 1)")
+    insert = (
+        "INSERT INTO versions (model_id, major, minor, patch, version, stage, digest, size, kind, format, stored_path, "
+        "source_path, store_mode, run_id, created_at, created_by) "
+        "VALUES (1, 1, ?, 0, ?, ?, ?, 3, 'file', 'safetensors', '/s', '/src', 'copy', 'r', 1, 'alice')"
+    )
+    c.execute(insert, (0, "1.0.0", "production", "a"))
+    c.execute(insert, (1, "1.1.0", "archived", "b"))
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        c.execute(insert, (2, "1.2.0", "production", "c"))
+    c.execute("UPDATE versions SET stage = 'archived' WHERE version = '1.0.0'")
+    c.execute("UPDATE versions SET stage = 'production' WHERE version = '1.1.0'")  # archive first, then promote

@@ -102,11 +102,14 @@ class Daemon:
         try:
             await asyncio.to_thread(self.blobs.cleanup_temp)
             await self.catalog.open()
-            self.catalog.add_commit_listener(self.bus.publish_audit)
+            # events for changes other daemons make too (a shared catalog); effects only for our own,
+            # so a hook or webhook runs once, on the daemon that made the change
+            self.catalog.add_commit_listener(self.bus.publish_audit, remote=True)
             self.catalog.add_commit_listener(self.effects.on_commit)
             await self.effects.sync_all()
             await self.registrar.start()  # watching before answering: a file dropped at once is seen
             await self.server.start()
+            self.spawn(self.catalog.follow(), "catalog.follow")
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.registrar.stop()

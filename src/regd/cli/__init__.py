@@ -49,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from regd.cli import browse, daemon_cmds, demo_cmd, diff_cmds, edit, lifecycle_cmds, maintain, watch_cmds
+    from regd.cli import browse, daemon_cmds, demo_cmd, diff_cmds, edit, lifecycle_cmds, maintain, migrate_cmd, watch_cmds
 
     parser = _Parser(
         prog="regd", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _add_common(common, suppress=True)  # ... and `regd ls --socket S` both work
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    for module in (daemon_cmds, watch_cmds, browse, edit, lifecycle_cmds, diff_cmds, maintain, demo_cmd):
+    for module in (daemon_cmds, watch_cmds, browse, edit, lifecycle_cmds, diff_cmds, maintain, demo_cmd, migrate_cmd):
         module.add_parsers(sub, common)
     return parser
 

@@ -119,7 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_path(args: argparse.Namespace) -> int:
     name, ref = args.ref
-    v = client(args).call("versions.get", {"name": name, "version": ref})
+    # fetch: with a team store (S3) the daemon first brings the bytes into its local cache
+    v = client(args).call("versions.get", {"name": name, "version": ref, "fetch": True})
     if args.json:
         output.print_json({"name": v["model"], "version": v["version"], "path": v["artifact"]["stored_path"]})
     else:

@@ -26,7 +26,12 @@ from typing import Any
 import psycopg
 
 from regd.errors import InvalidParams
-from regd.store.search import CompiledFilter, CompiledOrder, compile_filter, compile_order
+from regd.store.search import (
+    CompiledFilter,
+    CompiledOrder,
+    compile_filter,
+    compile_order,
+)
 from regd.store.sqlite_read import SQLiteReader
 from regd.store.sqlite_write import SQLiteWriter
 

@@ -49,7 +49,7 @@ CATCH_UP_BATCH = 500
 OWN_LIMIT = 100_000
 # a daemon that stops between BEGIN and COMMIT (SIGSTOP, a hung NFS read) must not hold the write
 # lock for everyone: the server ends such a session, and no write waits on the lock forever
-SESSION_OPTIONS = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=60000"
+WRITER_SETUP = "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '60s'"
 
 
 def redacted(url: str) -> str:
@@ -64,19 +64,19 @@ def redacted(url: str) -> str:
 class _Worker:
     """One psycopg connection and the one thread that uses it."""
 
-    def __init__(self, url: str, name: str, options: str = "") -> None:
+    def __init__(self, url: str, name: str, setup: str = "") -> None:
         self._url = url
-        self._options = options
+        self._setup = setup
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
-            kwargs: dict[str, Any] = {"autocommit": True, "application_name": "regd"}
-            if self._options:
-                kwargs["options"] = self._options
-            conn = self._conn = psycopg.connect(self._url, **kwargs)
+            conn = psycopg.connect(self._url, autocommit=True, application_name="regd")
+            if self._setup:
+                conn.execute(self._setup)  # SET, not connect options: the URL may carry options of its own
+            self._conn = conn
         return conn
 
     async def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -114,7 +114,7 @@ class PostgresCatalog:
     # ------------------------------------------------------------------ life cycle
 
     async def open(self) -> None:
-        writer = _Worker(self._dsn, "regd-pg-writer", SESSION_OPTIONS)
+        writer = _Worker(self._dsn, "regd-pg-writer", WRITER_SETUP)
         try:
             await writer.run(migrate_postgres)
             for i in range(self._n_readers):
@@ -272,8 +272,12 @@ class PostgresCatalog:
 
 def _wait_for_notifications(conn: psycopg.Connection[Any]) -> list[str]:
     """The payloads of the notifications that arrive within ``WAIT_S`` (short, so a cancelled follow
-    lets go of its thread quickly)."""
-    return [n.payload for n in conn.notifies(timeout=WAIT_S, stop_after=1)]
+    lets go of its thread quickly), with any already queued behind the first: when several daemons
+    write at once, one read catches up with all of them."""
+    got = [n.payload for n in conn.notifies(timeout=WAIT_S, stop_after=1)]
+    if got:
+        got += [n.payload for n in conn.notifies(timeout=0.001)]
+    return got
 
 
 def _in_read_tx(conn: psycopg.Connection[Any], fn: Callable[[ReadTx], T]) -> T:

@@ -243,10 +243,20 @@ class SQLiteReader:
         (name, ver, stage, desc, digest, size, kind, fmt, stored, source, mode, run_id, code_sha, data_version,
          parent, lock_digest, warnings, rolled_back, created_at, created_by, pruned_at,
          signature, files, git, runtime, fmeta, unsafe, tensor_blob) = r  # fmt: skip
-        metrics = dict(self._all("SELECT key, value FROM metrics WHERE version_id = ?", (version_id,)))
-        params = {k: json.loads(v) for k, v in self._all("SELECT key, value FROM params WHERE version_id = ?", (version_id,))}
-        tags = dict(self._all("SELECT key, value FROM tags WHERE version_id = ?", (version_id,)))
-        aliases = [a for (a,) in self._all("SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (version_id,))]
+        # the four keyed tables in one statement: one round trip instead of four on a networked catalog
+        metrics: dict[str, float] = {}
+        params: dict[str, Any] = {}
+        tags: dict[str, str] = {}
+        aliases: list[str] = []
+        for table, key, number, text in self._all(_KEYED_OF_VERSION, (version_id,) * 4):
+            if table == 0:
+                metrics[key] = number
+            elif table == 1:
+                params[key] = json.loads(text)
+            elif table == 2:
+                tags[key] = text
+            else:
+                aliases.append(key)
         env_lock = None
         if lock_digest:
             lr = self._one("SELECT kind, source, packages FROM env_locks WHERE digest = ?", (lock_digest,))
@@ -532,6 +542,13 @@ class SQLiteReader:
         }
 
 
+_KEYED_OF_VERSION = (
+    "SELECT 0, key, value, NULL FROM metrics WHERE version_id = ? "
+    "UNION ALL SELECT 1, key, NULL, value FROM params WHERE version_id = ? "
+    "UNION ALL SELECT 2, key, NULL, value FROM tags WHERE version_id = ? "
+    "UNION ALL SELECT 3, alias, NULL, NULL FROM aliases WHERE version_id = ? "
+    "ORDER BY 1, 2"
+)
 _AUDIT_COLS = "id, at, actor, action, model, version, from_value, to_value, reason, details, prev_hash, hash"
 
 

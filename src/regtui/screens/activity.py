@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,10 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header
 
-from regd.domain import Event
 from regtui.fmt import parse_time, ref
 from regtui.screens.base import RegScreen, Selection
 from regtui.widgets.ingest_bar import IngestBar
+
+if TYPE_CHECKING:
+    from regd.domain import Event
 
 RECENT = 200
 STYLES = {"registered": "green", "stage": "cyan", "archived": "yellow", "rolled_back": "bold yellow",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
+from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
 from regtui.fmt import ref
@@ -21,6 +22,9 @@ Selection = tuple[str, str | None]
 
 class RegScreen(ReportsWorkerFailures, Screen[None]):
     """A full screen: subclasses say what is selected; the lifecycle, copy, diff and chart actions follow."""
+
+    # first in every footer, however narrow the terminal: the way to find every other key
+    BINDINGS = [Binding("question_mark", "app.help", "Keys")]
 
     @property
     def regtui(self) -> RegTUI:

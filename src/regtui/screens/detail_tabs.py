@@ -49,8 +49,7 @@ def overview(v: dict[str, Any], when: When) -> RenderableType:
         ("source path", art.get("source_path")),
         ("store mode", art.get("store_mode")),
         ("run id", lin.get("run_id")),
-        ("git", " ".join(filter(None, [git.get("commit"), git.get("branch") and f"({git['branch']})",
-                                       "dirty" if git.get("dirty") else None])) or None),  # fmt: skip
+        ("git", _git(git)),
     ])  # fmt: skip
     parts: list[RenderableType] = [facts]
     warnings = v.get("warnings") or []
@@ -65,6 +64,11 @@ def overview(v: dict[str, Any], when: When) -> RenderableType:
     if v.get("unsafe_imports"):
         parts += [Text(""), Text("unsafe pickle imports: " + ", ".join(v["unsafe_imports"]), style="bold red")]
     return Group(*parts)
+
+
+def _git(git: dict[str, Any]) -> str | None:
+    branch = f"({git['branch']})" if git.get("branch") else None
+    return " ".join(filter(None, [git.get("commit"), branch, "dirty" if git.get("dirty") else None])) or None
 
 
 def metrics_params(v: dict[str, Any]) -> RenderableType:

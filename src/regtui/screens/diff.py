@@ -57,7 +57,7 @@ class DiffScreen(RegScreen):
         params = {"a": {"name": self.a[0], "version": self.a[1]}, "b": {"name": self.b[0], "version": self.b[1]}}
         try:
             result = await self.regtui.call("versions.diff", params)
-        except Exception as exc:  # shown in place: the screen has nothing else to say
+        except Exception as exc:  # noqa: BLE001 - shown in place: the screen has nothing else to say
             await view.show_message(f"versions.diff: {NOT_AVAILABLE}" if is_missing_method(exc) else describe(exc))
             return
         self.result = result if isinstance(result, dict) else {"result": result}

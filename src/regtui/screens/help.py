@@ -48,6 +48,15 @@ def binding_rows(current: Screen | None) -> list[tuple[str, list[tuple[str, str]
     return groups
 
 
+def keys_help() -> str:
+    """Every screen's keys, for ``regtui --help``."""
+    lines = ["keys:"]
+    for title, rows in binding_rows(None):
+        lines.append(f"  {title}")
+        lines.extend(f"    {key:<12} {desc}" for key, desc in rows)
+    return "\n".join(lines)
+
+
 class HelpScreen(RegModal[None]):
     """The keys, grouped by screen; escape closes."""
 

@@ -60,7 +60,8 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
         return None
 
     async def perform(self, reason: str, force: bool) -> dict[str, Any]:
-        raise NotImplementedError
+        """Make the change; return the daemon's result (every dialog defines this)."""
+        raise TypeError(f"{type(self).__name__} does not say how to {self.verb}")
 
     def outcome_text(self, result: dict[str, Any]) -> str:
         return "done"
@@ -89,9 +90,16 @@ class LifecycleDialog(RegModal[dict[str, Any] | None]):
     async def run_checks(self) -> None:
         guards = self.query_one(GuardList)
         guards.show_pending()
-        self.checked = False
+        self.checked, self.blocked = False, None
         self._update_controls()
-        checks = await self.fetch_checks()
+        try:
+            checks = await self.fetch_checks()
+        except RegdError as exc:  # the version is gone, the daemon is away ...: say so here, confirm stays off
+            self.blocked = describe(exc)
+            guards.show_note(self.blocked)
+            self.checked = True
+            self._update_controls()
+            return
         if checks is not None:
             self.checks = checks
             guards.show_checks(checks)

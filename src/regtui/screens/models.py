@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from regtui.fmt import key_metric, number, parse_time
 from regtui.screens.base import RegScreen, Selection
@@ -21,6 +21,12 @@ from regtui.widgets.stage_badge import aliases_text
 PAGE = 1000
 MAX_MODELS = 20_000
 """Load at most this many models (the filter and the sort work on what is loaded)."""
+
+
+EMPTY = (
+    "No models yet. Drop a model file into a watched folder (regd watch add DIR),\n"
+    "or register one: regd register model.safetensors --name fraud"
+)
 
 
 def semver_key(version: str | None) -> tuple[int, ...]:
@@ -59,7 +65,7 @@ def sort_value(model: dict[str, Any], column: str) -> Any:
     if column == "aliases":
         return " ".join(sorted(model.get("aliases") or {}))
     if column == "updated":
-        return parse_time(model.get("updated_at")) or datetime.min
+        return parse_time(model.get("updated_at")) or datetime.min.replace(tzinfo=UTC)
     return str(model.get("name", "")).lower()
 
 
@@ -79,11 +85,11 @@ class ModelsScreen(RegScreen):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("c", "chart", "Chart"),
-        Binding("d", "diff", "Diff prod/latest"),
+        Binding("d", "diff", "Diff"),
         Binding("b", "rollback", "Rollback"),
-        Binding("y", "copy_path", "Copy path"),
-        Binding("Y", "copy_command", "Copy command"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("y", "copy_path", "Copy path", show=False),
+        Binding("Y", "copy_command", "Copy command", show=False),
+        Binding("r", "refresh", "Refresh", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -100,6 +106,7 @@ class ModelsScreen(RegScreen):
         yield Header()
         yield Input(placeholder="/ filter models: substring or glob (fraud*)", compact=True, id="models-filter")
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield Static(EMPTY, id="models-empty")
         yield IngestBar()
         yield Footer()
 
@@ -156,13 +163,11 @@ class ModelsScreen(RegScreen):
             )
         shown = len(rows)
         total = len(self.models)
+        self.query_one("#models-empty").display = total == 0
         noun = "model" if total == 1 else "models"
         self.sub_title = f"{total:,} {noun}" if shown == total else f"{shown:,} of {total:,} {noun}"
-        if keep is not None:
-            try:
-                table.move_cursor(row=table.get_row_index(keep[0]), animate=False)
-            except Exception:  # noqa: BLE001 - the model is filtered out: the cursor stays at the top
-                pass
+        if keep is not None and any(m["name"] == keep[0] for m in rows):
+            table.move_cursor(row=table.get_row_index(keep[0]), animate=False)
 
     # ------------------------------------------------------------------ selection
 

@@ -54,7 +54,6 @@ class RollbackDialog(LifecycleDialog):
         elif not seen:
             self.blocked = f"no earlier production version of {self.model_name} to go back to"
         self._show_plan()
-        return None
 
     def _show_plan(self) -> None:
         guards = self.query_one(GuardList)

@@ -45,11 +45,11 @@ class VersionsScreen(RegScreen):
         Binding("x", "archive", "Archive"),
         Binding("b", "rollback", "Rollback"),
         Binding("c", "chart", "Chart"),
-        Binding("o", "order", "Newest/oldest"),
-        Binding("y", "copy_path", "Copy path"),
-        Binding("Y", "copy_command", "Copy command"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("escape", "back", "Back"),
+        Binding("o", "order", "Newest/oldest", show=False),
+        Binding("y", "copy_path", "Copy path", show=False),
+        Binding("Y", "copy_command", "Copy command", show=False),
+        Binding("r", "refresh", "Refresh", show=False),
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self, name: str) -> None:
@@ -98,7 +98,7 @@ class VersionsScreen(RegScreen):
         self.table.marked = [v for (m, v) in self.regtui.marks if m == self.model_name]
         self._show_status()
 
-    async def _fetch(self, cursor: str | None) -> tuple[list[VersionRow], str | None]:
+    async def _fetch(self, cursor: str | None) -> tuple[list[tuple[Any, ...]], str | None]:
         """One page of the list, or of the search when there is a filter."""
         app = self.regtui
         if self.filter_text or self.order_by:
@@ -116,7 +116,7 @@ class VersionsScreen(RegScreen):
             params = {"name": self.model_name, "order": self.order, "limit": PAGE, "cursor": cursor}
             page = await app.call("versions.list", params)
         names = self.table.metric_names
-        rows = [VersionRow.from_summary(item, names, app.format_time) for item in page["items"]]
+        rows = [VersionRow.pack(item, names, app.format_time) for item in page["items"]]
         return rows, page.get("next_cursor")
 
     # ------------------------------------------------------------------ status line
@@ -136,11 +136,13 @@ class VersionsScreen(RegScreen):
         else:
             parts.append(f"{loaded:,} of {total:,} loaded" if isinstance(total, int) else f"{loaded:,} loaded")
             parts.append(f"{self.order} first")
+        if loaded:
+            parts.insert(0, f"row {self.table.cursor_row + 1:,}")
         prod = self.model.get("production")
         parts.append(f"production {prod}" if prod else "no production version")
         if self.stale:
             parts.append("new versions: r to reload")
-        self.query_one("#versions-status", Label).update(" · ".join(parts))
+        self.query_one("#versions-status", Label).update(" · ".join(parts), layout=False)  # a fixed-size line
 
     # ------------------------------------------------------------------ search
 
@@ -175,6 +177,10 @@ class VersionsScreen(RegScreen):
     def selected(self) -> Selection | None:
         row = self.table.current
         return (self.model_name, row.version) if row else (self.model_name, None)
+
+    @on(VersionTable.VersionHighlighted)
+    def _moved(self) -> None:
+        self._show_status()
 
     @on(VersionTable.VersionSelected)
     def _chosen(self, event: VersionTable.VersionSelected) -> None:

@@ -30,7 +30,7 @@ class LineageTree(Tree[dict[str, Any]]):
     LineageTree { height: 1fr; min-height: 6; }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__("lineage", id=id)
         self.show_root = True
 

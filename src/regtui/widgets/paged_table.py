@@ -8,9 +8,9 @@ API's ``{items, next_cursor}`` pages, and nothing past the cursor's neighbourhoo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -22,19 +22,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from regtui.fmt import describe
+from regtui.widgets.row_strip import Cell, Column, row_strip
 from regtui.workers import ReportsWorkerFailures
 
-Cell = str | Text
+__all__ = ["Cell", "Column", "PagedTable"]
+STRIP_CACHE = 256
+"""Rendered rows kept (a page-down repaints 40; a frame then costs dictionary look-ups)."""
 Fetch = Callable[[str | None], Awaitable[tuple[Sequence[Any], str | None]]]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column: its header, its width in cells and how its text sits."""
-
-    label: str
-    width: int
-    justify: Literal["left", "right"] = "left"
 
 
 class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
@@ -125,7 +119,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         empty: str = "nothing to show",
         marks: bool = False,
         name: str | None = None,
-        id: str | None = None,  # noqa: A002 - Textual's spelling
+        id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -144,6 +138,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         self._error: str | None = None
         self._generation = 0
         self._keep: Hashable | None = None
+        self._strips: dict[tuple[Any, ...], Strip] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -156,6 +151,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         self._generation += 1
         self._fetch = fetch
         self.items = []
+        self._strips.clear()
         self._next, self._more, self._loading, self._error = None, True, False, None
         self._keep = keep
         self.set_reactive(PagedTable.cursor_row, 0)
@@ -174,7 +170,7 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
     def set_columns(self, columns: Sequence[Column]) -> None:
         self.columns = list(columns)
         self._resize()
-        self.refresh()
+        self.refresh_rows()
 
     @property
     def loading_more(self) -> bool:
@@ -249,12 +245,20 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         self._prefetch()
 
     def _prefetch(self) -> None:
-        """Ask for the next page once the cursor or the view is within half a page (or two screens) of the end."""
+        """Ask for the next page once the cursor or the view is within a page (or four screens) of the end.
+
+        A held page-down moves ~30 screens a second: a page ahead gives the daemon a quarter of a
+        second to answer before the cursor reaches the last loaded row.
+        """
         if not self._more or self._loading:
             return
         bottom = max(self.cursor_row, int(self.scroll_y) + self.size.height)
-        if len(self.items) - bottom <= max(self.page_size // 2, 2 * self.size.height):
+        if len(self.items) - bottom <= max(self.page_size, 4 * self.size.height):
             self._request_page()
+
+    def on_mount(self) -> None:
+        # rendered rows carry the theme's colours: a new theme must repaint them
+        self.watch(self.app, "theme", lambda _: self.refresh_rows(), init=False)
 
     # ------------------------------------------------------------------ geometry
 
@@ -331,48 +335,42 @@ class PagedTable(ReportsWorkerFailures, ScrollView, can_focus=True):
         width = max(self.row_width, self.size.width)
         scroll_x = int(self.scroll_x)
         if y == 0:
-            text = self._join([Text(c.label) for c in self.columns], mark="", header=True)
-            style = self.get_component_rich_style("paged-table--header")
+            key: tuple[Any, ...] = ("header", width)
+            strip = self._strips.get(key)
+            if strip is None:
+                header = [Text(c.label) for c in self.columns]
+                style = self.get_component_rich_style("paged-table--header")
+                strip = self._strips[key] = self._strip(header, " ", width, style)
         else:
             row = int(self.scroll_y) + y - 1
             if row < len(self.items):
                 item = self.items[row]
                 marked = self.show_marks and self._key(item) in self.marked
-                text = self._join(self._cells(item), mark="◆" if marked else "")
-                style = self.get_component_rich_style("paged-table--cursor") if row == self.cursor_row else None
+                key = (row, row == self.cursor_row and (self.has_focus or 2), marked, width)
+                strip = self._strips.get(key)
+                if strip is None:
+                    cursor = self.get_component_rich_style("paged-table--cursor") if row == self.cursor_row else None
+                    strip = self._strips[key] = self._strip(self._cells(item), "◆" if marked else " ", width, cursor)
+                    if len(self._strips) > STRIP_CACHE:
+                        del self._strips[next(iter(self._strips))]
             elif row == len(self.items) and (self._more or self._error or not self.items):
-                text, style = self._note()
+                note, style = self._note()
+                strip = Strip([Segment(note.ljust(width), style)], width).apply_style(self.rich_style)
             else:
                 return Strip.blank(self.size.width, self.rich_style)
-        text.truncate(width, pad=True)
-        if style is not None:
-            text.stylize(style)
-        segments = list(text.render(self.app.console))
-        strip = Strip(segments, width).apply_style(self.rich_style)
         return strip.crop(scroll_x, scroll_x + self.size.width)
 
-    def _note(self) -> tuple[Text, Style]:
+    def refresh_rows(self) -> None:
+        """Forget the rendered rows (their items changed) and repaint."""
+        self._strips.clear()
+        self.refresh()
+
+    def _note(self) -> tuple[str, Style]:
         if self._error is not None:
-            return Text(f" ⚠ {self._error.splitlines()[0]} (r to retry)"), self.get_component_rich_style("paged-table--error")
-        note = " loading…" if self._more else f" {self.empty}"
-        return Text(note), self.get_component_rich_style("paged-table--note")
+            return f" ⚠ {self._error.splitlines()[0]} (r to retry)", self.get_component_rich_style("paged-table--error")
+        return (" loading…" if self._more else f" {self.empty}"), self.get_component_rich_style("paged-table--note")
 
-    def _join(self, cells: Sequence[Cell], mark: str, header: bool = False) -> Text:
-        out = Text(no_wrap=True, overflow="ellipsis")
-        if self.show_marks:
-            out.append(mark.ljust(1) + " ", None if header else self.get_component_rich_style("paged-table--mark"))
-        for column, cell in zip(self.columns, cells, strict=False):
-            text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
-            text.no_wrap = True
-            if text.cell_len > column.width:
-                text.truncate(column.width, overflow="ellipsis")
-            pad = column.width - text.cell_len
-            if column.justify == "right":
-                out.append(" " * pad)
-                out.append_text(text)
-            else:
-                out.append_text(text)
-                out.append(" " * pad)
-            out.append(" ")
-        return out
-
+    def _strip(self, cells: Sequence[Cell], mark: str, width: int, row_style: Style | None) -> Strip:
+        mark_style = self.get_component_rich_style("paged-table--mark") if self.show_marks else None
+        return row_strip(self.columns, cells, width, self.rich_style, row_style, mark if self.show_marks else None,
+                         mark_style)  # fmt: skip

@@ -32,7 +32,7 @@ class StageBadge(Static):
     StageBadge { width: auto; height: 1; margin: 0 1; }
     """
 
-    def __init__(self, stage: str = "none", *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, stage: str = "none", *, id: str | None = None) -> None:
         super().__init__(stage_text(stage), id=id)
         self.stage = stage
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.text import Text
 from textual.message import Message
@@ -14,9 +13,13 @@ from regtui.widgets.paged_table import Cell, Column, PagedTable
 from regtui.widgets.stage_badge import aliases_text, stage_text
 
 
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    """What a row needs of a version, and no more: 100,000 of these must stay small."""
+class VersionRow(NamedTuple):
+    """What a row needs of a version, and no more.
+
+    The table keeps each row as a plain ``tuple`` of these fields (``pack``): a tuple of strings
+    and numbers is untracked by the garbage collector after one pass, where 100,000 tracked
+    objects would make every full collection a visible pause. ``VersionRow`` is the named view.
+    """
 
     model: str
     version: str
@@ -27,18 +30,19 @@ class VersionRow:
     created: str
     warnings: tuple[str, ...]
 
-    @classmethod
-    def from_summary(cls, raw: dict[str, Any], metric_names: Sequence[str], when: Callable[[Any], str]) -> VersionRow:
+    @staticmethod
+    def pack(raw: dict[str, Any], metric_names: Sequence[str], when: Callable[[Any], str]) -> tuple[Any, ...]:
+        """A ``versions.list`` item as the plain tuple the table stores."""
         metrics = raw.get("metrics") or {}
-        return cls(
-            model=raw["model"],
-            version=raw["version"],
-            stage=raw.get("stage", "none"),
-            aliases=tuple(raw.get("aliases") or ()),
-            metrics=tuple(metrics.get(k) for k in metric_names),
-            created_by=raw.get("created_by", ""),
-            created=when(raw.get("created_at")),
-            warnings=tuple(raw.get("warnings") or ()),
+        return (
+            raw["model"],
+            raw["version"],
+            raw.get("stage", "none"),
+            tuple(raw.get("aliases") or ()),
+            tuple(metrics.get(k) for k in metric_names),
+            raw.get("created_by", ""),
+            when(raw.get("created_at")),
+            tuple(raw.get("warnings") or ()),
         )
 
 
@@ -55,7 +59,8 @@ def version_columns(metric_names: Sequence[str]) -> list[Column]:
     ]
 
 
-def version_cells(row: VersionRow) -> list[Cell]:
+def version_cells(packed: tuple[Any, ...]) -> list[Cell]:
+    row = VersionRow._make(packed)
     warnings = Text(" ".join(WARNING_LABELS.get(w, w) for w in row.warnings), style="yellow")
     if "unsafe_pickle" in row.warnings:
         warnings.stylize("bold red")
@@ -71,7 +76,16 @@ def version_cells(row: VersionRow) -> list[Cell]:
 
 
 class VersionTable(PagedTable):
-    """A ``PagedTable`` of ``VersionRow``; space marks rows for the diff."""
+    """A ``PagedTable`` of ``VersionRow``; space marks rows for the diff.
+
+    No vertical scrollbar: Textual repaints all of it on every scroll, which cost as much as the
+    rows themselves while holding page-down (bench/tui.py); the screen's status line says where
+    the cursor is instead ("row 3,401 of 100,000").
+    """
+
+    DEFAULT_CSS = """
+    VersionTable { scrollbar-size-vertical: 0; scrollbar-gutter: auto; }
+    """
 
     class VersionHighlighted(Message):
         def __init__(self, row: VersionRow) -> None:
@@ -83,9 +97,9 @@ class VersionTable(PagedTable):
             super().__init__()
             self.row = row
 
-    def __init__(self, metric_names: Sequence[str] = (), *, page_size: int = 300, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, metric_names: Sequence[str] = (), *, page_size: int = 300, id: str | None = None) -> None:
         super().__init__(
-            version_columns(metric_names), version_cells, lambda r: r.version,
+            version_columns(metric_names), version_cells, lambda packed: packed[1],
             page_size=page_size, empty="no versions", marks=True, id=id,
         )  # fmt: skip
         self.metric_names = list(metric_names)
@@ -94,19 +108,29 @@ class VersionTable(PagedTable):
         self.metric_names = list(metric_names)
         self.set_columns(version_columns(metric_names))
 
+    @property
+    def current(self) -> VersionRow | None:  # type: ignore[override]
+        packed = super().current
+        return None if packed is None else VersionRow._make(packed)
+
+    @property
+    def rows(self) -> list[VersionRow]:
+        """Every loaded row, named (a copy: for tests and small lists)."""
+        return [VersionRow._make(packed) for packed in self.items]
+
     def on_paged_table_highlighted(self, event: PagedTable.Highlighted) -> None:
         event.stop()
-        self.post_message(self.VersionHighlighted(event.item))
+        self.post_message(self.VersionHighlighted(VersionRow._make(event.item)))
 
     def on_paged_table_chosen(self, event: PagedTable.Chosen) -> None:
         event.stop()
-        self.post_message(self.VersionSelected(event.item))
+        self.post_message(self.VersionSelected(VersionRow._make(event.item)))
 
     def patch_stage(self, version: str, stage: str) -> bool:
         """Show a stage change on a loaded row without reloading; False if the row is not loaded."""
-        for i, row in enumerate(self.items):
-            if row.version == version:
-                self.items[i] = replace(row, stage=stage)
-                self.refresh()
+        for i, packed in enumerate(self.items):
+            if packed[1] == version:
+                self.items[i] = (*packed[:2], stage, *packed[3:])
+                self.refresh_rows()
                 return True
         return False

@@ -7,6 +7,7 @@ import asyncio
 from regd.api import jsonrpc
 from regd.api.methods import Call, handler
 from regd.domain import Version, VersionSummary
+from regd.errors import NotFound
 from regd.lifecycle import edits
 from regd.protocol import (
     Page,
@@ -29,7 +30,30 @@ async def versions_list(call: Call, p: VersionsListParams) -> Page[VersionSummar
 
 @handler("versions.get")
 async def versions_get(call: Call, p: VersionGetParams) -> Version:
-    return await call.daemon.catalog.read(lambda r: r.version(r.row(p.name, p.version).id, tensors=p.tensors))
+    version = await call.daemon.catalog.read(lambda r: r.version(r.row(p.name, p.version).id, tensors=p.tensors))
+    return await _local(call.daemon.blobs, version, fetch=p.fetch)
+
+
+async def _local(blobs: object, version: Version, *, fetch: bool) -> Version:
+    """The version with ``stored_path`` on this host: with a team store the catalog holds the path on
+    the host that registered it, and the bytes are here only once fetched into the local cache."""
+    materialise = getattr(blobs, "materialise", None)  # a store whose bytes live elsewhere (S3)
+    art = version.artifact
+    if materialise is None or art.store_mode != "copy":
+        return version
+    if fetch:
+        if any(w.code == "pruned" for w in version.warnings):
+            raise NotFound(f"{version.model} {version.version}: its bytes were freed by gc",
+                           {"name": version.model, "version": version.version})  # fmt: skip
+        files = [(f.path, f.digest) for f in art.files]
+        try:
+            path = await asyncio.to_thread(materialise, art.kind, art.digest, files)
+        except FileNotFoundError as exc:
+            raise NotFound(f"{version.model} {version.version}: {exc}",
+                           {"name": version.model, "version": version.version}) from None  # fmt: skip
+    else:
+        path = blobs.tree_path(art.digest) if art.kind == "directory" else blobs.cache.path(art.digest)  # type: ignore[attr-defined]
+    return version.model_copy(update={"artifact": art.model_copy(update={"stored_path": str(path)})})
 
 
 @handler("versions.search")

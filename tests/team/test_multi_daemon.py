@@ -1,0 +1,133 @@
+"""Four daemons on one PostgreSQL catalog and one bucket: concurrent lifecycle changes stay correct,
+and each daemon's events reach the others' subscribers."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from regd.client import Client
+from regd.errors import RegdError
+from tests.modelfiles import write_safetensors
+
+CONTRACT = {-32002, -32003, -32005}
+"""What a promotion race may answer: conflict, guard failed, invalid transition."""
+RACE_S = 5.0
+
+
+def _weights(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_safetensors(path, {"w": rng.standard_normal((4, 4)).astype(np.float32)})
+
+
+def _team(daemon_factory, pg_url: str, bucket: str, n: int):  # type: ignore[no-untyped-def]
+    config = f'catalog = "{pg_url}"\nobjects = "s3://{bucket}/team"\n'
+    return [daemon_factory(config) for _ in range(n)]
+
+
+def test_four_daemons_promoting_and_rolling_back_one_model(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    daemons = _team(daemon_factory, pg_url, bucket, 4)
+    first = daemons[0].client()
+    versions = [first.register(_weights(tmp_path / f"m{i}.safetensors", i), name="fraud").version for i in range(8)]
+    first.call("versions.promote", {"name": "fraud", "version": versions[0], "stage": "production", "reason": "go"})
+
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+    unexpected: list[str] = []
+    productions: list[int] = []
+    lock = threading.Lock()
+
+    def worker(sock: Path, seed: int) -> None:
+        rnd = random.Random(seed)
+        with Client(sock, timeout=60) as c:
+            while not stop.is_set():
+                version = rnd.choice(versions)
+                try:
+                    if rnd.random() < 0.3:
+                        c.call("models.rollback", {"name": "fraud", "reason": f"worker {seed}"})
+                        what = "rollback"
+                    else:
+                        stage = rnd.choice(["staging", "production", "production"])
+                        c.call("versions.promote", {"name": "fraud", "version": version, "stage": stage,
+                                                    "reason": f"worker {seed}"})  # fmt: skip
+                        what = f"promote {stage}"
+                except RegdError as exc:
+                    if exc.code not in CONTRACT:
+                        with lock:
+                            unexpected.append(f"{exc.code}: {exc.message}")
+                    what = f"refused {exc.code}"
+                with lock:
+                    outcomes[what] += 1
+
+    def reader() -> None:
+        # the database's own view, read as often as it will answer, beside the daemons' answers
+        with psycopg.connect(pg_url, autocommit=True) as db, Client(daemons[3].socket, timeout=60) as c:
+            while not stop.is_set():
+                (count,) = db.execute("SELECT count(*) FROM versions WHERE stage = 'production'").fetchone()
+                items = c.call("versions.list", {"name": "fraud", "stage": "production"})["items"]
+                with lock:
+                    productions.extend([count, len(items)])
+
+    threads = [threading.Thread(target=worker, args=(d.socket, i * 10 + j)) for i, d in enumerate(daemons) for j in range(2)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    time.sleep(RACE_S)
+    stop.set()
+    for t in threads:
+        t.join(60)
+
+    assert not unexpected, unexpected[:5]
+    assert sum(n for what, n in outcomes.items() if not what.startswith("refused")) > 20, outcomes
+    assert outcomes["rollback"] > 0, outcomes
+    assert productions and set(productions) == {1}, Counter(productions)
+    for d in daemons:
+        verified = d.client().call("audit.verify")
+        assert verified["ok"], verified
+    # every daemon agrees on the one production version, and the stage history explains it
+    answers = {d.client().model("fraud").production for d in daemons}
+    assert len(answers) == 1 and None not in answers
+    history = first.call("models.history", {"name": "fraud"})
+    assert history
+
+
+def test_a_registration_on_one_daemon_is_an_event_on_another(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a, b = _team(daemon_factory, pg_url, bucket, 2)
+    seen: list[object] = []
+    subscribed = threading.Event()
+
+    def listen() -> None:
+        with Client(b.socket, timeout=30) as c:
+            stream = c.events(["version"])
+            subscribed.set()
+            for event in stream:
+                seen.append(event)
+                if event.topic == "version.registered" and event.model == "churn":
+                    return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert subscribed.wait(30)
+    started = time.monotonic()
+    v = a.client().register(_weights(tmp_path / "c.safetensors", 7), name="churn")
+    t.join(30)
+    assert not t.is_alive(), "daemon B never told its subscriber about A's registration"
+    event = seen[-1]
+    assert (event.topic, event.model, event.version) == ("version.registered", "churn", v.version)  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 5  # live (a notification), not the 5 s poll
+    # B's own changes are told once, not again when its notification comes back
+    with Client(b.socket, timeout=30) as c:
+        stream = c.events(["alias"])
+        b.client().call("aliases.set", {"name": "churn", "alias": "champion", "version": v.version})
+        first = next(stream)
+        a.client().call("aliases.set", {"name": "churn", "alias": "challenger", "version": v.version})
+        second = next(stream)
+    assert (first.data["action"], second.data["action"]) == ("alias.set", "alias.set")
+    assert (first.data["audit_id"], second.data["audit_id"]) == (first.data["audit_id"], first.data["audit_id"] + 1)
