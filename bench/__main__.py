@@ -21,13 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     names = BENCHES if args.name == "all" else [args.name]
     failed = []
     for name in names:
-        try:
-            module = importlib.import_module(f"bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bench.{name}":
-                print(f"bench {name}: not written yet, skipped", file=sys.stderr)
-                continue
-            raise
+        module = importlib.import_module(f"bench.{name}")
         print(f"bench {name}: running", file=sys.stderr)
         t0 = time.monotonic()
         try:

@@ -34,6 +34,8 @@ class Section:
     """Markdown: tables of figures, each beside its limit or peer, and how to reproduce them."""
     figures: dict[str, float] = field(default_factory=dict)
     """Headline numbers (for `bench all`'s summary and the plot)."""
+    attachments: dict[str, bytes] = field(default_factory=dict)
+    """Files written beside the report (a plot), by name."""
 
 
 @dataclass
@@ -158,6 +160,8 @@ def write_section(section: Section) -> Path:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     REPORT.write_text(text)
+    for name, data in section.attachments.items():
+        (REPORT.parent / name).write_bytes(data)
     return REPORT
 
 

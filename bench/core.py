@@ -49,6 +49,7 @@ from bench.fixtures import (
     within,
 )
 from bench.mlflow_peer import MlflowPeer
+from bench.plot import PLOT_NAME, latency_plot
 
 SEARCH = "tags.team = 'risk'"
 
@@ -130,7 +131,10 @@ def run(quick: bool) -> Section:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     body = _body(plan, results, cli_rows, idle_rows) + "\n\n" + load_note(load0)
-    return Section("core", "Registry core: regd vs MLflow's Model Registry on SQLite", body, _figures(results))
+    png = latency_plot([(r.size.total, r.size.label, r.figures) for r in results])
+    body += f"\n\n![p50 latency against the number of versions, regd and MLflow]({PLOT_NAME})\n"
+    return Section("core", "Registry core: regd vs MLflow's Model Registry on SQLite", body, _figures(results),
+                   attachments={PLOT_NAME: png})  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the sizes
@@ -258,6 +262,8 @@ def _register_rows(res: Result, s: dict[str, list[float]]) -> None:
     res.figures[f"register_vs_floor_{res.size.label}"] = ratio
     res.figures[f"register_p50_ms_{res.size.label}"] = median(s["regd"]) * 1000
     if "mlflow" in s:
+        res.figures[f"register_mlflow_p50_ms_{res.size.label}"] = median(s["mlflow"]) * 1000
+    if "mlflow" in s:
         res.notes.append(
             f"For scale: the floor alone is {times(median(s['mlflow']) / median(s['floor']))} faster than MLflow's "
             f"`create_model_version` here ({ms(median(s['floor']))} vs {ms(median(s['mlflow']))}), so "
@@ -304,6 +310,8 @@ def _ops(res: Result, d: Daemon, size: Size, plan: Plan, peer: MlflowPeer | None
         s = interleave(ops, rounds, plan.budget_s)
         r = s["regd"]
         res.figures[f"{op}_p50_ms_{label}"] = median(r) * 1000
+        if peer is not None:
+            res.figures[f"{op}_mlflow_p50_ms_{label}"] = median(s["mlflow"]) * 1000
         if op == "get":
             if peer is not None:
                 ratio = median(s["mlflow"]) / median(r)

@@ -41,3 +41,26 @@ def test_a_model_dropped_into_a_watched_folder_appears_while_the_app_is_open(dae
         assert "1 model" in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+
+
+def test_regd_demo_opens_the_tui_on_a_registry_that_fills_while_you_watch(tmp_path: Path):
+    """The README's first command: `regd demo` starts a daemon, drops models, and opens regtui."""
+    session = f"regd-demo-test-{os.getpid()}"
+    demo_dir = tmp_path / "demo"
+    command = f"{sys.executable} -m regd demo --dir {demo_dir} --pace 0.2"
+    env = {**os.environ, "TERM": "xterm-256color"}
+    env.pop("REGD_SOCKET", None)
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], env=env, check=True)
+    try:
+        # the three demo models appear in the models table without a key press
+        for name in ("fraud", "churn", "tiny-bert"):
+            wait_for(lambda name=name: re.search(rf"^\s*{name}\s", capture(session), re.MULTILINE), timeout=90,
+                     what=f"the {name} row in the demo's models table")  # fmt: skip
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        # quitting the TUI stops the demo daemon (no --keep): its socket goes away with it
+        wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0,
+                 timeout=30, what="regd demo exiting after the TUI quits")  # fmt: skip
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+        # a killed session leaves the demo's own daemon behind: its command line names this test's dir
+        subprocess.run(["pkill", "-f", f"regd serve --config {demo_dir}"], check=False, capture_output=True)

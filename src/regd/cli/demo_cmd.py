@@ -76,9 +76,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"the demo daemon keeps running (pid {daemon.pid}); stop it with: REGD_SOCKET={socket} regd stop")
         return EXIT_OK
     try:
-        from regtui.app import run_app
+        from regtui.app import main as regtui_main
 
-        return run_app(socket=str(socket))
+        return regtui_main(["--socket", str(socket), "--no-start"])
     finally:
         if not args.keep:
             daemon.send_signal(signal.SIGTERM)
