@@ -20,9 +20,10 @@ from regd.ingest.formats.limits import (
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")
-# What zipfile raises on corrupt input, besides OSError for real I/O trouble.
+# What zipfile raises on corrupt input, besides OSError for real I/O trouble. RuntimeError also covers
+# its subclass raised for an unsupported compression method.
 _ZIP_ERRORS = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, RuntimeError, EOFError,
     ValueError, OverflowError, struct.error, KeyError,
 )  # fmt: skip
 
