@@ -1,8 +1,9 @@
 """``python -m bench team``: team scale (issue 9), a PostgreSQL catalog and an S3 bucket shared by daemons.
 
 * Register and promote with 4 daemons on one PostgreSQL, all four working at once (each on its own
-  model; every write takes the same advisory lock), beside one daemon on the embedded SQLite store
-  doing the same, interleaved round by round. Target: p50 within 3x of the embedded store.
+  model: they take different model locks and meet only on the audit chain's, at commit), beside one
+  daemon on the embedded SQLite store doing the same, interleaved round by round. Target: p50 within
+  3x of the embedded store.
 * A 1 GiB upload through ``S3BlobStore.put_file`` (hash and copy into the local cache, then a multipart
   upload with per-part SHA-256 checksums) beside a plain ``upload_file`` of the same file with the same
   boto3 client, alternating. Target: within 1.5x.
@@ -14,6 +15,7 @@ production; run as the user ``regdpg`` under root) and moto's S3 server in its o
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pwd
 import secrets
@@ -50,12 +52,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _pg_bin(name: str) -> str | None:
+    """``name`` on PATH, else from the newest /usr/lib/postgresql/<version>/bin (Debian keeps it off PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    candidates.sort(key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")])
+    return candidates[-1] if candidates else None
+
+
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL server; the URL of an empty database on it."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        raise RuntimeError("PostgreSQL is not installed (initdb, pg_ctl)")
+        raise RuntimeError("PostgreSQL is not installed (initdb, pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
     user = None
     if os.geteuid() == 0:
         user = "regdpg"
@@ -197,8 +209,10 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         f"Each of {plan.rounds} rounds per operation runs three contenders in rotating order: the embedded daemon; "
         f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle but "
         "following its changes (LISTEN/NOTIFY, as a TUI on every host would need); and all four team daemons at the "
-        "same moment, each on its own model. Every write takes the catalog's one advisory lock, so the four at once "
-        "queue behind each other: that row is the worst case of a team, not the common one. A registration is a "
+        "same moment, each on its own model. Each write holds only its model's advisory lock, and the audit chain's "
+        "for the last insert and the commit, so the four at once queue only there; they also share this machine's "
+        "cores with PostgreSQL and each other's following: that row is the worst case of a team, not the common one. "
+        "A registration is a "
         "4 KiB safetensors file (local objects on both sides, so only the catalog differs); a promotion archives "
         "the previous production version in the same transaction."
     )

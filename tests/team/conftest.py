@@ -35,10 +35,13 @@ def _free_port() -> int:
 
 
 def _pg_bin(name: str) -> str | None:
+    """``name`` on PATH, else from the newest /usr/lib/postgresql/<version>/bin (Debian keeps it off PATH)."""
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    # by version number, not as text: "9.6" must not win over "15"
+    candidates.sort(key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")])
     return candidates[-1] if candidates else None
 
 

@@ -37,6 +37,8 @@ def _embedded_registry(daemon_factory, tmp_path: Path, big: int = 0):  # type: i
     c.call("models.rollback", {"name": "fraud", "reason": "worse"})
     c.call("aliases.set", {"name": "fraud", "alias": "champion", "version": "1.3.0"})
     c.call("versions.tag", {"name": "fraud", "version": "1.1.0", "set": {"team": "risk"}})
+    (tmp_path / "runs").mkdir()
+    c.call("watch.add", {"path": str(tmp_path / "runs")})  # a runtime watch: kept in the catalog
     before = {
         "versions": c.call("versions.search", {"filter": "", "limit": 1000})["items"],
         "audit": c.call("audit.list", {"limit": 1000})["items"],
@@ -98,6 +100,8 @@ def test_migrate_interrupted_then_resumed_moves_everything_verified(daemon_facto
     fraud = c.call("models.get", {"name": "fraud"})
     assert (fraud["production"], fraud["aliases"]) == (before["fraud"]["production"], before["fraud"]["aliases"])
     assert {i["status"] for i in c.call("versions.verify", {})["items"]} == {"ok"}
+    # the runtime watch is this host's and user's now: the team daemon here goes on watching it
+    assert str((tmp_path / "runs").resolve()) in [w["path"] for w in c.call("watch.list")["items"]]
     v = c.call("versions.get", {"name": "fraud", "version": "1.3.0", "fetch": True})
     assert Path(v["artifact"]["stored_path"]).read_bytes() == (tmp_path / "src" / "m3.safetensors").read_bytes()
     assert v["env_lock"]["packages"] == {"numpy": "1.26.4"}

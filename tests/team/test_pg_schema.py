@@ -33,10 +33,19 @@ def test_from_every_older_schema_keeping_its_rows(db, start) -> None:  # type: i
         "source_path, store_mode, run_id, created_at, created_by) "
         "VALUES (1, 1, 0, 0, '1.0.0', 'ab', 3, 'file', 'safetensors', '/s', '/src', 'copy', 'r', 1, 'alice')"
     )
+    if start >= 2:
+        db.execute("INSERT INTO watches (path, spec) VALUES ('/runs', '{}')")
+        db.execute("INSERT INTO ingest_seen (path, size, mtime_ns, inode, digest, outcome, detail, at) "
+                   "VALUES ('/runs/m.pt', 3, 1, 7, 'ab', 'registered', NULL, 1)")  # fmt: skip
     assert migrations.migrate_postgres(db) == list(range(start + 1, migrations.LATEST + 1))
     assert db.execute("SELECT m.name, v.version FROM versions v JOIN models m ON m.id = v.model_id").fetchall() == [
         ("fraud", "1.0.0")
     ]
+    if start >= 2:  # kept, with the scope no team daemon reads ('': the migration cannot know whose they were)
+        assert db.execute("SELECT host, owner, path, spec FROM watches").fetchall() == [("", "", "/runs", "{}")]
+        assert db.execute("SELECT host, owner, path, outcome FROM ingest_seen").fetchall() == [
+            ("", "", "/runs/m.pt", "registered")
+        ]
 
 
 def test_daemons_starting_together_migrate_once(pg_url) -> None:  # type: ignore[no-untyped-def]

@@ -159,3 +159,45 @@ def test_daemons_on_one_catalog_and_bucket_serve_each_others_bytes(daemon_factor
     proc = __import__("subprocess").run(["python", "-m", "regd", "path", "fraud"], env=b.env(), capture_output=True,
                                         text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == str(path)
+
+
+def test_gc_plans_from_sizes_without_downloading(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from regd.store import integrity
+    from regd.store.s3blobs import S3BlobStore
+
+    keep, orphan = store.put_bytes(b"kept"), store.put_bytes(b"orphan bytes")
+    elsewhere = S3BlobStore(store.url, tmp_path / "empty-cache")  # a host that never loaded either
+    sweep = integrity.plan_sweep(elsewhere, {keep}, set(), {})
+    assert [(i.digest, i.size) for i in sweep.blobs] == [(orphan, len(b"orphan bytes"))]
+    assert not any(p.is_file() for p in (tmp_path / "empty-cache").rglob("*")), "gc's plan fetched blobs to stat them"
+    assert (elsewhere.size(keep), elsewhere.size("00" * 32)) == (4, None)
+    assert LocalBlobStore(tmp_path / "local").size("00" * 32) is None
+
+
+def test_a_deploy_pointer_on_another_host_points_into_its_own_cache(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    config = f'catalog = "{pg_url}"\nobjects = "s3://{bucket}/reg"\n'
+    a = daemon_factory(config)
+    b = daemon_factory(config + f'deploy_dir = "{tmp_path / "deploy-b"}"\n')
+    src = _weights(tmp_path / "m.safetensors", 2)
+    a.client().register(src, name="fraud")
+    a.client().register(write_hf_dir(tmp_path / "hf"), name="hf")
+    # B promotes what A registered: B's pointers must lead to bytes on B, not to A's cache
+    cb = b.client()
+    cb.call("versions.promote", {"name": "fraud", "version": "1.0.0", "stage": "production", "reason": "go"})
+    cb.call("aliases.set", {"name": "hf", "alias": "champion", "version": "1.0.0"})
+    pointer, alias = tmp_path / "deploy-b" / "fraud" / "production", tmp_path / "deploy-b" / "hf" / "@champion"
+    deadline = time.monotonic() + 30
+    while not (pointer.is_symlink() and alias.is_symlink()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pointer.resolve().is_relative_to((b.data_dir / "cache").resolve())
+    assert pointer.read_bytes() == src.read_bytes()
+    assert alias.resolve().is_relative_to((b.data_dir / "cache").resolve()) and (alias / "config.json").is_file()
+    # B's lineage shows B's pointers as deployments although they lead into B's cache
+    lineage = cb.call("lineage.get", {"name": "fraud", "version": "1.0.0"})
+    assert [n["data"]["name"] for n in lineage["nodes"] if n["id"].startswith("pointer:")] == ["production"]
+    # verify on B reports B's paths, and a directory whose tree B has not built is still ok
+    items = {i["model"]: i for i in cb.call("versions.verify", {})["items"]}
+    assert {i["status"] for i in items.values()} == {"ok"}
+    assert Path(items["fraud"]["path"]).is_relative_to(b.data_dir / "cache")

@@ -30,10 +30,31 @@ def test_from_every_older_schema_keeping_its_rows(tmp_path, start):
         "source_path, store_mode, run_id, created_at, created_by) "
         "VALUES (1, 1, 0, 0, '1.0.0', 'ab', 3, 'file', 'safetensors', '/s', '/src', 'copy', 'r', 1, 'alice')"
     )
+    if start >= 2:  # the watcher's tables exist: their rows are kept too, as the embedded store's own
+        c.execute("INSERT INTO watches (path, spec) VALUES ('/runs', '{}')")
+        c.execute("INSERT INTO ingest_seen (path, size, mtime_ns, inode, digest, outcome, detail, at) "
+                  "VALUES ('/runs/m.pt', 3, 1, 7, 'ab', 'registered', NULL, 1)")  # fmt: skip
     assert migrations.migrate(c) == list(range(start + 1, migrations.LATEST + 1))
     assert c.execute("SELECT m.name, v.version FROM versions v JOIN models m ON m.id = v.model_id").fetchall() == [
         ("fraud", "1.0.0")
     ]
+    if start >= 2:
+        assert c.execute("SELECT host, owner, path, spec FROM watches").fetchall() == [("", "", "/runs", "{}")]
+        assert c.execute("SELECT host, owner, path, digest, outcome FROM ingest_seen").fetchall() == [
+            ("", "", "/runs/m.pt", "ab", "registered")
+        ]
+
+
+def test_watches_and_seen_rows_are_keyed_by_host_and_owner(tmp_path):
+    c = conn(tmp_path / "r.db")
+    migrations.migrate(c)
+    for host in ("a", "b"):
+        c.execute("INSERT INTO watches (host, owner, path, spec) VALUES (?, 'alice', '/runs', '{}')", (host,))
+        c.execute("INSERT INTO ingest_seen (host, owner, path, size, mtime_ns, inode, outcome, at) "
+                  "VALUES (?, 'alice', '/runs/m.pt', 3, 1, 7, 'failed', 1)", (host,))  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        c.execute("INSERT INTO watches (host, owner, path, spec) VALUES ('a', 'alice', '/runs', '{}')")
+    assert c.execute("SELECT count(*) FROM watches WHERE path = '/runs'").fetchone()[0] == 2
 
 
 def test_a_failing_step_leaves_the_previous_schema(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ meanwhile). Three phases, each safe to run again:
    schema; ``ON CONFLICT DO NOTHING`` and one commit per batch, so a second run after an interruption
    adds what is missing and duplicates nothing. The audit rows keep their ids and hashes, so the chain
    verifies on the target. A stored path into the local store is rewritten to the same blob or tree in
-   the S3 store's local cache (``<data_dir>/cache``), which the blobs are hard-linked into.
+   the S3 store's local cache (``<data_dir>/cache``), which the blobs are hard-linked into. Watches and
+   the watcher's record (``ingest_seen``) become this host's and user's (``postgres.local_scope``):
+   the daemon started here on the team store goes on watching the same folders, and no other does.
 2. blobs: every blob of the local store uploaded (skipped when the bucket has it at the right size);
    model directories' trees built in the cache.
 3. verify: row counts table by table, the audit chain recomputed on the target, and the SHA-256 of
@@ -39,9 +41,11 @@ TABLES = [
     ("version_details", "version_id", "version_id"), ("version_files", "version_id, path", "digest"),
     ("metrics", "version_id, key", "key"), ("params", "version_id, key", "key"), ("tags", "version_id, key", "key"),
     ("aliases", "model_id, alias", "alias"), ("alias_history", "id", "alias, at"), ("stage_history", "id", "version_id, at"),
-    ("approvals", "version_id, approver", "approver"), ("audit", "id", "hash"), ("watches", "path", "path"),
-    ("ingest_seen", "path", "path"),
+    ("approvals", "version_id, approver", "approver"), ("audit", "id", "hash"),
+    ("watches", "host, owner, path", "path"), ("ingest_seen", "host, owner, path", "path"),
 ]  # fmt: skip
+SCOPED = frozenset({"watches", "ingest_seen"})
+"""Tables whose rows are one daemon's (host, user): the embedded store's ('', '') become this host's and user's."""
 IDENTITY = ["models", "versions", "alias_history", "stage_history", "audit"]
 
 
@@ -126,7 +130,7 @@ class Migration:
     def __init__(self, db_path: Path, data_dir: Path, target_url: str, objects_url: str, *, jobs: int = 4,
                  quiet: bool = False) -> None:  # fmt: skip
         from regd.store.blobs import LocalBlobStore
-        from regd.store.postgres import redacted
+        from regd.store.postgres import local_scope, redacted
         from regd.store.s3blobs import S3BlobStore
 
         if not db_path.is_file():
@@ -135,6 +139,17 @@ class Migration:
         self.local = LocalBlobStore(data_dir)
         self.s3 = S3BlobStore(objects_url, data_dir / "cache")
         self.jobs, self.quiet = jobs, quiet
+        self.scope = local_scope()
+        """The daemon that will serve this data dir's watches from now on: this host, this user."""
+
+    def _source(self, source: sqlite3.Connection, table: str) -> tuple[str, tuple[Any, ...]]:
+        """The source table as the target holds it (for ``FROM``), and the parameters that takes."""
+        if table not in SCOPED:
+            return table, ()
+        # the embedded store's rows (scope ''), stamped with the scope of the daemon that takes them over
+        rest = [r[1] for r in source.execute(f"PRAGMA table_info({table})") if r[1] not in ("host", "owner")]
+        return (f"(SELECT ? AS host, ? AS owner, {', '.join(rest)} FROM {table} WHERE host = '' AND owner = '')",
+                self.scope)  # fmt: skip
 
     def run(self) -> dict[str, Any]:
         import sqlite3
@@ -179,12 +194,15 @@ class Migration:
         """The target's newest row of each table must be this registry's own (an earlier run's)."""
         for table, key, ident in TABLES:
             newest_first = ", ".join(f"{k} DESC" for k in key.split(", "))
-            last = target.execute(f"SELECT {key}, {ident} FROM {table} ORDER BY {newest_first} LIMIT 1").fetchone()
+            mine_only = " WHERE host = %s AND owner = %s" if table in SCOPED else ""
+            last = target.execute(f"SELECT {key}, {ident} FROM {table}{mine_only} ORDER BY {newest_first} LIMIT 1",
+                                  self.scope if mine_only else None).fetchone()  # fmt: skip
             if last is None:
                 continue
             nkey = len(key.split(","))
             where = " AND ".join(f"{k} = ?" for k in key.split(", "))
-            mine = source.execute(f"SELECT {key}, {ident} FROM {table} WHERE {where}", last[:nkey]).fetchone()
+            rows_from, params = self._source(source, table)
+            mine = source.execute(f"SELECT {key}, {ident} FROM {rows_from} WHERE {where}", (*params, *last[:nkey])).fetchone()
             if mine is None or tuple(mine) != tuple(last):
                 raise MigrationError(
                     f"{self.shown_url} already holds rows of another registry ({table} {last[:nkey]} differs): "
@@ -201,7 +219,8 @@ class Migration:
             insert = pg_query(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
                               "ON CONFLICT DO NOTHING")  # fmt: skip
             fix = self._stored_path_fixer(columns) if table == "versions" else None
-            cur = source.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}")
+            rows_from, params = self._source(source, table)
+            cur = source.execute(f"SELECT {', '.join(columns)} FROM {rows_from} ORDER BY {key}", params)
             while batch := cur.fetchmany(BATCH):
                 rows = [fix(r) for r in batch] if fix else batch
                 with target.transaction(), target.cursor() as tc:
@@ -260,7 +279,10 @@ class Migration:
         tables = {}
         for table, _, _ in TABLES:
             want = source.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            got = target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if table in SCOPED:  # other daemons' rows may be there already: count this one's
+                got = target.execute(f"SELECT count(*) FROM {table} WHERE host = %s AND owner = %s", self.scope).fetchone()[0]
+            else:
+                got = target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             tables[table] = got
             if want != got:
                 problems.append(f"{table}: {got} rows on the target, {want} here")

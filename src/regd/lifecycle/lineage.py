@@ -19,6 +19,7 @@ off the event loop; reading the deploy pointers is a few ``readlink`` calls.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def split_parent(parent: str) -> tuple[str, str]:
     return parent, "latest"
 
 
-def lineage(r: ReadTx, name: str, ref: str, *, deploy_dir: Path | None = None) -> LineageResult:
+def lineage(r: ReadTx, name: str, ref: str, *, deploy_dir: Path | None = None,
+            local_path: Callable[[str, str], Path] | None = None) -> LineageResult:
     """Build the lineage graph of one version (NotFound when the reference resolves to nothing)."""
     row = r.row(name, ref)
     root = r.version(row.id)
@@ -80,7 +82,7 @@ def lineage(r: ReadTx, name: str, ref: str, *, deploy_dir: Path | None = None) -
     _descendants(r, g, root)
     _deployments(r, g, root, row, root_id)
     if deploy_dir is not None:
-        _pointers(g, root, root_id, deploy_dir)
+        _pointers(g, root, root_id, deploy_dir, local_path)
     return LineageResult(root=root_id, nodes=list(g.nodes.values()), edges=g.edges)
 
 
@@ -193,8 +195,13 @@ def _deployments(r: ReadTx, g: _Graph, v: Version, row: VersionRow, vid: str) ->
         g.edge(vid, g.node(f"alias:{v.model}@{alias}", "alias", label, data), "alias")
 
 
-def _pointers(g: _Graph, v: Version, vid: str, deploy_dir: Path) -> None:
+def _pointers(g: _Graph, v: Version, vid: str, deploy_dir: Path, local_path: Callable[[str, str], Path] | None) -> None:
     directory = deploy_dir / v.model
+    # A pointer made on this host targets this host's copy of the bytes, which with a remote object
+    # store is its cache, not the stored path recorded by whichever host registered the version.
+    targets = {v.artifact.stored_path}
+    if local_path is not None and v.artifact.store_mode == "copy":
+        targets.add(str(local_path(v.artifact.kind, v.artifact.digest)))
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
@@ -206,6 +213,6 @@ def _pointers(g: _Graph, v: Version, vid: str, deploy_dir: Path) -> None:
             target = os.readlink(entry.path)
         except OSError:
             continue
-        if target == v.artifact.stored_path:
+        if target in targets:
             data = {"pointer": entry.path, "target": target, "name": entry.name}
             g.edge(vid, g.node(f"pointer:{entry.path}", "deployment", f"pointer {entry.path}", data), "pointer")

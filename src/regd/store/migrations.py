@@ -214,6 +214,40 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX versions_one_production ON versions(model_id) WHERE stage = 'production';
     {param_sort_key}
     """,
+    # 4: team scale (issue 9): a watch root and what the watcher saw under it belong to one daemon,
+    # its host and user: daemons on several hosts share one catalog, and each loads and scans only
+    # its own roots. The tables are rebuilt (SQLite cannot change a primary key in place); the rows
+    # already there keep host = owner = '', the embedded store's scope (one daemon per data dir),
+    # which a team catalog never reads (``regd migrate`` stamps the migrating daemon's scope)
+    """
+    CREATE TABLE watches_v4 (
+        host {text} NOT NULL DEFAULT '',
+        owner {text} NOT NULL DEFAULT '',
+        path {text} NOT NULL,
+        spec {text} NOT NULL,                    -- JSON WatchSpec
+        PRIMARY KEY (host, owner, path)
+    );
+    INSERT INTO watches_v4 (host, owner, path, spec) SELECT '', '', path, spec FROM watches;
+    DROP TABLE watches;
+    ALTER TABLE watches_v4 RENAME TO watches;
+    CREATE TABLE ingest_seen_v4 (
+        host {text} NOT NULL DEFAULT '',
+        owner {text} NOT NULL DEFAULT '',
+        path {text} NOT NULL,
+        size {int} NOT NULL,
+        mtime_ns {int} NOT NULL,
+        inode {int} NOT NULL,
+        digest {text},
+        outcome {text} NOT NULL,                 -- registered, known, failed
+        detail {text},
+        at {int} NOT NULL,
+        PRIMARY KEY (host, owner, path)
+    ){without_rowid};
+    INSERT INTO ingest_seen_v4 (host, owner, path, size, mtime_ns, inode, digest, outcome, detail, at)
+        SELECT '', '', path, size, mtime_ns, inode, digest, outcome, detail, at FROM ingest_seen;
+    DROP TABLE ingest_seen;
+    ALTER TABLE ingest_seen_v4 RENAME TO ingest_seen;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

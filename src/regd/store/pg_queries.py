@@ -108,7 +108,7 @@ class PgConnection:
         try:
             cur.execute(pg_query(returning or sql), tuple(params))
         except psycopg.DataError as exc:
-            raise _nul_refused(exc) from exc
+            raise nul_refused(exc) from exc
         return PgCursor(cur, returning is not None)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
@@ -118,10 +118,10 @@ class PgConnection:
                 try:
                     cur.executemany(pg_query(sql), rows)
                 except psycopg.DataError as exc:
-                    raise _nul_refused(exc) from exc
+                    raise nul_refused(exc) from exc
 
 
-def _nul_refused(exc: Exception) -> Exception:
+def nul_refused(exc: Exception) -> Exception:
     """PostgreSQL text cannot hold NUL (SQLite's can): a value with one is the caller's error, not ours."""
     if "NUL" in str(exc):
         return InvalidParams("a value contains a NUL character, which the PostgreSQL catalog cannot store or compare")

@@ -5,11 +5,16 @@ synchronous psycopg 3 connection on its own thread (as aiosqlite gives each SQLi
 so a transaction body is plain code run in one hop off the event loop. The queries are SQLite's
 own, through ``pg_queries``' adapter.
 
-Several daemons writing at once stay correct because every write transaction first takes one
-transaction-scoped advisory lock (``WRITE_LOCK``): the changes of all daemons are serialised like
-the writes of one, so the single-production invariant (also a unique index), alias history and the
-audit hash chain (``append_audit`` reads the last hash, then inserts) never interleave. Reads take a
-``REPEATABLE READ READ ONLY`` snapshot, as SQLite's WAL readers do.
+Several daemons writing at once stay correct through narrow transaction-scoped advisory locks
+(``pg_write``): a change holds its model's lock from its first look-up of the model, so version
+numbering, the single-production invariant (also a unique index), alias moves and rollbacks of one
+model never interleave, while changes to different models run side by side; the audit rows are
+chained and inserted at the end under the chain lock, held only until the commit. A failed round of
+lock waits (a deadlock PostgreSQL broke) is run again. Reads take a ``REPEATABLE READ READ ONLY``
+snapshot, as SQLite's WAL readers do.
+
+Watches and what the watcher saw are each daemon's own: rows carry the daemon's ``scope`` (host
+name, user), and a daemon reads and writes only its own (several hosts share one catalog).
 
 After each commit the writer ``NOTIFY``s ``regd_events`` with the last audit id; ``follow()``
 LISTENs on its own connection and hands the rows other daemons wrote to the remote listeners.
@@ -21,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,23 +41,36 @@ import psycopg
 from regd.domain import AuditEvent
 from regd.store.catalog import CommitListener, ReadTx, WriteTx
 from regd.store.migrations import migrate_postgres
-from regd.store.pg_queries import PgConnection, PgReader, PgWriter
+from regd.store.pg_queries import PgConnection, PgReader
+from regd.store.pg_write import RETRYABLE, LockingPgWriter, TxConnection
+from regd.store.sqlite_read import (  # the one copy of an audit row's shape
+    _AUDIT_COLS,
+    _audit_event,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 READERS = 2
-WRITE_LOCK = 0x7265_6764_0002
-"""The advisory lock every write transaction holds ('regd' 2; migrations use 'regd' 1)."""
+ATTEMPTS = 5
+"""How often a write that lost a deadlock (see ``pg_write``) is tried in all."""
 CHANNEL = "regd_events"
 POLL_S = 5.0
 """How often ``follow`` looks for rows even without a notification."""
-WAIT_S = 0.25
 CATCH_UP_BATCH = 500
 OWN_LIMIT = 100_000
-# a daemon that stops between BEGIN and COMMIT (SIGSTOP, a hung NFS read) must not hold the write
-# lock for everyone: the server ends such a session, and no write waits on the lock forever
+# a daemon that stops between BEGIN and COMMIT (SIGSTOP, a hung NFS read) must not hold a model's
+# or the chain's lock for everyone: the server ends such a session, and no write waits on a lock forever
 WRITER_SETUP = "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '60s'"
+
+
+def local_scope() -> tuple[str, str]:
+    """This daemon's (host, user): whose watches and ingest rows it reads and writes in a shared catalog."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (a container)
+        user = str(os.getuid())
+    return socket.gethostname(), user
 
 
 def redacted(url: str) -> str:
@@ -97,9 +118,10 @@ class _Worker:
 class PostgresCatalog:
     """``Catalog`` over a PostgreSQL database shared by many daemons."""
 
-    def __init__(self, url: str, readers: int = READERS) -> None:
+    def __init__(self, url: str, readers: int = READERS, scope: tuple[str, str] | None = None) -> None:
         self._dsn = url
         self.url = redacted(url)
+        self.scope = scope or local_scope()
         self._n_readers = readers
         self._writer: _Worker | None = None
         self._readers: asyncio.Queue[_Worker] = asyncio.Queue()
@@ -153,12 +175,12 @@ class PostgresCatalog:
         """Run ``fn`` against one consistent snapshot on a free reader connection."""
         worker = await self._readers.get()
         try:
-            return await worker.run(lambda c: _in_read_tx(c, fn))
+            return await worker.run(lambda c: _in_read_tx(c, fn, self.scope))
         finally:
             self._readers.put_nowait(worker)
 
     async def write(self, fn: Callable[[WriteTx], T]) -> T:
-        """Run ``fn`` as one transaction under the write lock; commit, or roll back everything on error."""
+        """Run ``fn`` as one transaction (see ``pg_write`` for its locks); commit, or roll back everything on error."""
         if self._writer is None:
             raise RuntimeError("the catalog is closed")
         result, appended = await self._writer.run(lambda c: self._in_write_tx(c, fn))
@@ -171,22 +193,23 @@ class PostgresCatalog:
         return result
 
     def _in_write_tx(self, conn: psycopg.Connection[Any], fn: Callable[[WriteTx], T]) -> tuple[T, list[AuditEvent]]:
-        tx = PgWriter(PgConnection(conn))
-        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-        try:
-            result = fn(tx)
-            if tx.appended:
-                self._mark_own(tx.appended)  # before COMMIT: follow() must never see them as someone else's
-                conn.execute(f"NOTIFY {CHANNEL}, '{int(tx.appended[-1].id)}'; COMMIT")
-            else:
-                conn.execute("COMMIT")
-        except BaseException:
-            self._unmark_own(tx.appended)
-            if not conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return result, tx.appended
+        for attempt in range(1, ATTEMPTS + 1):
+            tx = LockingPgWriter(TxConnection(conn), self.scope)
+            try:
+                result = fn(tx)
+                # the rows are marked ours before COMMIT: follow() must never see them as someone else's
+                appended = tx.commit(CHANNEL, self._mark_own)
+            except BaseException as exc:
+                self._unmark_own(tx.appended)
+                if not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, RETRYABLE) and attempt < ATTEMPTS:
+                    log.info("write lost a lock wait (%s); running it again", type(exc).__name__)
+                    continue
+                raise
+            return result, appended
+        raise AssertionError("unreachable")
 
     def _mark_own(self, rows: list[AuditEvent]) -> None:
         with self._own_lock:
@@ -209,54 +232,60 @@ class PostgresCatalog:
     # ------------------------------------------------------------------ other daemons' changes
 
     async def follow(self) -> None:
-        """LISTEN for other daemons' commits and hand their audit rows to the remote listeners."""
+        """LISTEN for other daemons' commits and hand their audit rows to the remote listeners.
+
+        On an asyncio connection of its own: waiting costs no thread, a notification of this
+        daemon's own commit is dropped on the event loop without a query, and another daemon's
+        rows are read with one statement. Every daemon follows every other's writes, so this is
+        paid (n - 1) times per change.
+        """
         delay = 0.5
         while True:
-            listener = _Worker(self._dsn, "regd-pg-listen")
             try:
-                await listener.run(lambda c: c.execute(f"LISTEN {CHANNEL}"))
-                delay = 0.5
-                await self._catch_up()
-                polled = asyncio.get_running_loop().time()
-                while True:
-                    payloads = await listener.run(_wait_for_notifications)
-                    now = asyncio.get_running_loop().time()
-                    if payloads:
-                        await self._catch_up(payloads)
-                    elif now - polled >= POLL_S:
-                        polled = now
-                        await self._catch_up()
+                conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, application_name="regd")
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.5
+                    self._deliver(await self._rows_after_last(conn, None))
+                    while True:
+                        # a poll every POLL_S even without a notification: a missed one only delays rows.
+                        # No waiting for more: a read takes every row committed by then, and the
+                        # notifications of those rows that come after it are passed over unread.
+                        payloads = [n.payload async for n in conn.notifies(timeout=POLL_S, stop_after=1)]
+                        self._deliver(await self._rows_after_last(conn, payloads or None))
             except psycopg.Error as exc:
                 log.warning("following other daemons' changes: %s; retrying in %.0f s", str(exc).strip(), delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await listener.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    async def _catch_up(self, payloads: list[str] | None = None) -> None:
-        """Deliver every row after the last one seen that this daemon did not write."""
+    def _deliver(self, remote: list[AuditEvent]) -> None:
+        if not remote:
+            return
+        for listener in self._remote:
+            try:
+                listener(remote)
+            except Exception:
+                log.exception("remote commit listener failed")
+
+    async def _rows_after_last(self, conn: psycopg.AsyncConnection[Any], payloads: list[str] | None) -> list[AuditEvent]:
+        """Every row after the last one seen that this daemon did not write."""
         if payloads is not None:
             newest = max((int(p) for p in payloads if p.isdigit()), default=None)
             if newest is not None and newest <= self._last_seen:
-                return
+                return []
             if newest is not None and self._all_own(newest):
-                return  # our own notification: nothing to read
+                return []  # our own notification: nothing to read
+        remote: list[AuditEvent] = []
         while True:
-            rows = await self.read(lambda r, after=self._last_seen: r.audit_chain(after, CATCH_UP_BATCH))
+            cur = await conn.execute(_AUDIT_AFTER, (self._last_seen, CATCH_UP_BATCH))
+            rows = [_audit_event(r) for r in await cur.fetchall()]
             if not rows:
-                return
+                return remote
             self._last_seen = rows[-1].id
             with self._own_lock:
-                remote = [r for r in rows if self._own.pop(r.id, None) != r.hash]
-            if remote:
-                for listener in self._remote:
-                    try:
-                        listener(remote)
-                    except Exception:
-                        log.exception("remote commit listener failed")
+                remote += [r for r in rows if self._own.pop(r.id, None) != r.hash]
             if len(rows) < CATCH_UP_BATCH:
-                return
+                return remote
 
     def _all_own(self, newest: int) -> bool:
         """True (and those rows passed) when every row up to ``newest`` not yet seen is this daemon's."""
@@ -270,23 +299,18 @@ class PostgresCatalog:
         return True
 
 
-def _wait_for_notifications(conn: psycopg.Connection[Any]) -> list[str]:
-    """The payloads of the notifications that arrive within ``WAIT_S`` (short, so a cancelled follow
-    lets go of its thread quickly), with any already queued behind the first: when several daemons
-    write at once, one read catches up with all of them."""
-    got = [n.payload for n in conn.notifies(timeout=WAIT_S, stop_after=1)]
-    if got:
-        got += [n.payload for n in conn.notifies(timeout=0.001)]
-    return got
-
-
-def _in_read_tx(conn: psycopg.Connection[Any], fn: Callable[[ReadTx], T]) -> T:
+def _in_read_tx(conn: psycopg.Connection[Any], fn: Callable[[ReadTx], T], scope: tuple[str, str]) -> T:
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
-        return fn(PgReader(PgConnection(conn)))
+        reader = PgReader(PgConnection(conn))
+        reader.scope = scope
+        return fn(reader)
     finally:
         if not conn.broken:
             conn.execute("ROLLBACK")  # nothing to keep; ROLLBACK also ends a transaction a failed query aborted
+
+
+_AUDIT_AFTER = f"SELECT {_AUDIT_COLS} FROM audit WHERE id > %s ORDER BY id LIMIT %s"
 
 
 def _max_audit_id(r: ReadTx) -> int:

@@ -91,6 +91,12 @@ class S3BlobStore:
     def tree_path(self, dirdigest: str) -> Path:
         return self.cache.tree_path(dirdigest)
 
+    remote = True
+
+    def local_path(self, kind: str, digest: str) -> Path:
+        """The cached blob or tree (another host's stored path means nothing here)."""
+        return self.cache.local_path(kind, digest)
+
     # -- reading -----------------------------------------------------------------------------
 
     def exists(self, digest: str) -> bool:
@@ -141,7 +147,8 @@ class S3BlobStore:
     def materialise(self, kind: str, digest: str, files: Sequence[tuple[str, str]]) -> Path:
         """A version's bytes on this host: the cached blob of a file, the cached tree of a directory."""
         if kind == "directory":
-            return self.build_tree(files)[1]
+            tree = self.cache.tree_path(digest)
+            return tree if tree.is_dir() else self.build_tree(files)[1]
         return self.fetch(digest)
 
     def verify(self, digest: str) -> Literal["ok", "missing", "corrupt"]:
@@ -179,9 +186,10 @@ class S3BlobStore:
         if not copy:  # reference mode: hash and fingerprint where the file lies, store nothing
             got = self.cache.put_file(src, ranges=ranges, copy=False, progress=progress)
             return PutResult(got.digest, got.size, got.fingerprints, self.exists(got.digest), None)
-        got = self.cache.put_file(src, ranges=ranges, progress=progress)
+        # the copy into the cache also checksums the multipart upload's parts: no second read for them
+        got = self.cache.put_file(src, ranges=ranges, progress=progress, part_size=_part_size)
         assert got.path is not None
-        existed = self._upload(got.digest, got.size, got.path)
+        existed = self._upload(got.digest, got.size, got.path, got.parts)
         return PutResult(got.digest, got.size, got.fingerprints, existed, got.path)
 
     def put_blob(self, digest: str, path: Path) -> bool:
@@ -246,8 +254,11 @@ class S3BlobStore:
 
     # -- transfers ---------------------------------------------------------------------------
 
-    def _upload(self, digest: str, size: int, path: Path) -> bool:
-        """Upload the cached blob unless the bucket holds it already; True if it did."""
+    def _upload(self, digest: str, size: int, path: Path, checksums: Sequence[bytes] = ()) -> bool:
+        """Upload the cached blob unless the bucket holds it already; True if it did.
+
+        ``checksums``: the raw SHA-256 of each ``_part_size(size)`` bytes, if already known.
+        """
         if self.size(digest) == size:
             return True
         key = self.key(digest)
@@ -256,15 +267,15 @@ class S3BlobStore:
                                             ChecksumSHA256=_b64(bytes.fromhex(digest)))  # fmt: skip
             _check_echo(reply, _b64(bytes.fromhex(digest)), key)
         else:
-            self._multipart(key, size, path)
+            self._multipart(key, size, path, checksums)
         if self.size(digest) != size:
             raise OSError(f"{self.url}: {key} does not have the {size} bytes just uploaded")
         return False
 
-    def _multipart(self, key: str, size: int, path: Path) -> None:
-        mib = 1 << 20
-        part = max(PART_SIZE, -(-size // MAX_PARTS // mib) * mib)
+    def _multipart(self, key: str, size: int, path: Path, checksums: Sequence[bytes] = ()) -> None:
+        part = _part_size(size)
         spans = [(n + 1, off, min(part, size - off)) for n, off in enumerate(range(0, size, part))]
+        known = len(checksums) == len(spans)
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256")
         upload_id = upload["UploadId"]
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -274,7 +285,8 @@ class S3BlobStore:
             body = os.pread(fd, length, offset)
             if len(body) != length:
                 raise OSError(f"{path} is shorter than the {size} bytes it was stored with")
-            checksum = _b64(hashlib.sha256(body).digest())
+            # known: hashed as the cache copy was written (the bytes read back are those; the server checks)
+            checksum = _b64(checksums[number - 1] if known else hashlib.sha256(body).digest())
             reply = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
                                              Body=body, ChecksumSHA256=checksum)  # fmt: skip
             _check_echo(reply, checksum, f"{key} part {number}")
@@ -332,6 +344,12 @@ class S3BlobStore:
             for chunk in body.iter_chunks(READ_CHUNK):
                 sha.update(chunk)
         return sha.hexdigest()
+
+
+def _part_size(size: int) -> int:
+    """Multipart part size for ``size`` bytes: whole MiB, at least ``PART_SIZE``, at most ``MAX_PARTS`` parts."""
+    mib = 1 << 20
+    return max(PART_SIZE, -(-size // MAX_PARTS // mib) * mib)
 
 
 def _default_client(concurrency: int) -> Any:

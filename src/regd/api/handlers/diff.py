@@ -59,5 +59,5 @@ async def versions_diff(call: Call, p: DiffParams) -> Diff:
 
 @handler("lineage.get")
 async def lineage_get(call: Call, p: LineageParams) -> LineageResult:
-    deploy_dir = call.daemon.config.deploy_dir
-    return await call.daemon.catalog.read(lambda r: lineage(r, p.name, p.version, deploy_dir=deploy_dir))
+    deploy_dir, local_path = call.daemon.config.deploy_dir, call.daemon.blobs.local_path
+    return await call.daemon.catalog.read(lambda r: lineage(r, p.name, p.version, deploy_dir=deploy_dir, local_path=local_path))

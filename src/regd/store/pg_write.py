@@ -1,0 +1,312 @@
+"""Write transactions on the shared PostgreSQL catalog: narrow locks, and the audit chain at the end.
+
+Several daemons write one catalog at once. What must not interleave is per model (version numbering,
+the single production version, alias moves, rollback's reading of the stage history) and the audit
+hash chain (each row hashes the one before). So instead of one lock for every write (issue 9: four
+daemons queued behind each other), a transaction takes:
+
+* the model's lock, ``pg_advisory_xact_lock(MODEL_SPACE, hash of the name)``, the first time it looks
+  a model up by name (every lifecycle change does so before reading anything of that model), so
+  what it then reads is what the previous holder committed (READ COMMITTED: each statement sees the
+  latest commits). Changes to different models run side by side; two names that share a hash only
+  queue. A change that touches versions without naming a model (gc's pruning) takes the catalog's
+  lock alone, ``GLOBAL``, which every model lock holds shared.
+* the chain lock, only at the end: ``append_audit`` keeps its drafts, and ``commit`` takes
+  ``CHAIN`` and reads the last row (one round trip), then inserts the new rows with their ids and
+  hashes, NOTIFYs and commits (one more). Audit ids therefore commit in order, which ``follow``
+  relies on.
+
+Locks are always taken in the order GLOBAL (shared) -> models -> CHAIN; a change naming two models
+could still meet another naming them the other way round: PostgreSQL then aborts one with a
+deadlock error, and the catalog runs it again (``RETRYABLE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from regd.domain import AuditEvent, Stage
+from regd.store import auditchain
+from regd.store.catalog import AuditDraft, VersionDraft, VersionRow
+from regd.store.pg_queries import (
+    PgConnection,
+    PgCursor,
+    PgWriter,
+    nul_refused,
+    pg_query,
+    with_returning_id,
+)
+from regd.store.times import now_us, to_dt, to_us
+
+GLOBAL = 0x7265_6764_0002
+"""The catalog-wide lock ('regd' 2): held shared by every model lock, alone by changes that name no model."""
+CHAIN = 0x7265_6764_0003
+"""The audit chain's lock ('regd' 3), held from reading the last row to the commit."""
+MODEL_SPACE = 0x7265_6764
+"""The first key of the two-key advisory locks of models (a key space apart from the one-key locks)."""
+RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def model_key(name: str) -> int:
+    """A model name's lock key: a signed 32-bit hash (the same on every host and Python)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+class TxConnection(PgConnection):
+    """A connection that sends what is ``pending`` in the same round trip as the next query.
+
+    Pending are statements nothing waits on: BEGIN, lock calls, and inside ``deferring()`` the writes
+    whose outcome nobody reads (a stage change's UPDATEs and history row, a version's details,
+    metrics, tags ...). One simple-protocol message (a client-side bound ``ClientCursor``) carries
+    them all, in order, with the next query or the COMMIT; an error in any of them fails that
+    message, and the transaction rolls back as a whole. Not psycopg's pipeline mode: it polls the
+    socket while the server works, spinning a CPU through a lock wait.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self.begun = False
+        self.pending: list[str] = ["BEGIN"]
+        self._defer: str | None = None  # None, "all", or "keep_ids": an INSERT whose id is wanted runs now
+
+    @contextlib.contextmanager
+    def deferring(self, *, keep_ids: bool = False) -> Iterator[None]:
+        """Queue the writes made inside (a SELECT still runs at once, carrying them)."""
+        outer, self._defer = self._defer, "keep_ids" if keep_ids else "all"
+        try:
+            yield
+        finally:
+            self._defer = outer
+
+    def _deferred(self, sql: str) -> bool:
+        if self._defer is None or sql.lstrip()[:6].upper() == "SELECT":
+            return False
+        return not (self._defer == "keep_ids" and with_returning_id(sql))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        if self._deferred(sql):
+            self.pending.append(self._render(sql, params))
+            return _NO_RESULT
+        if not self.pending:
+            return super().execute(sql, params)
+        returning = with_returning_id(sql)
+        cur = psycopg.ClientCursor(self.raw)
+        # the pending statements are rendered SQL: their literal % must not read as placeholders
+        head = "; ".join(p.replace("%", "%%") for p in self.pending)
+        self._send(cur, f"{head}; {pg_query(returning or sql)}", tuple(params))
+        for _ in range(len(self.pending)):
+            cur.nextset()
+        self.pending.clear()
+        return PgCursor(cur, returning is not None)
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
+        if self._deferred(sql):
+            self.pending.extend(self._render(sql, row) for row in seq)
+            return
+        self.flush()
+        super().executemany(sql, seq)
+
+    def flush(self, then: str = "") -> None:
+        """Send what is pending now (and ``then``, a statement without parameters)."""
+        statements = [*self.pending, then] if then else self.pending
+        if statements:
+            self._send(psycopg.ClientCursor(self.raw), "; ".join(statements), None)
+            self.pending.clear()
+
+    def _render(self, sql: str, params: Sequence[Any]) -> str:
+        try:
+            return psycopg.ClientCursor(self.raw).mogrify(pg_query(sql), tuple(params))
+        except psycopg.DataError as exc:
+            raise nul_refused(exc) from exc
+
+    def _send(self, cur: Any, sql: str, params: tuple[Any, ...] | None) -> None:
+        try:
+            cur.execute(sql, params)
+        except psycopg.DataError as exc:
+            raise nul_refused(exc) from exc
+        finally:
+            self.begun = True  # even a failed send may have begun the transaction: the caller rolls back
+
+
+class _NoResult(PgCursor):
+    """What a deferred statement returns: no rows, no count, no id."""
+
+    def __init__(self) -> None:
+        self.lastrowid = None
+
+    @property
+    def rowcount(self) -> int:
+        raise RuntimeError("a deferred statement has no row count yet")
+
+    def fetchone(self) -> Any:
+        raise RuntimeError("a deferred statement has no rows")
+
+    def fetchall(self) -> list[Any]:
+        raise RuntimeError("a deferred statement has no rows")
+
+
+_NO_RESULT = _NoResult()
+
+
+class LockingPgWriter(PgWriter):
+    """``WriteTx`` on the shared catalog: takes the model's lock before reading it, defers the audit rows."""
+
+    def __init__(self, conn: TxConnection, scope: tuple[str, str]) -> None:
+        super().__init__(conn)
+        self.conn: TxConnection = conn
+        self.scope = scope
+        self._models: set[int] = set()
+        self._global = False
+        self._drafts: list[AuditDraft] = []
+
+    # ------------------------------------------------------------------ locks
+
+    def lock_model(self, name: str) -> None:
+        """Hold ``name``'s lock (and the catalog lock, shared) until the transaction ends: taken with
+        the next statement, in its round trip (the look-up by name that follows)."""
+        key = model_key(name)
+        if key in self._models:
+            return
+        if not (self._models or self._global):
+            self.conn.pending.append(f"SELECT pg_advisory_xact_lock_shared({GLOBAL})")
+        self.conn.pending.append(f"SELECT pg_advisory_xact_lock({MODEL_SPACE}, {key})")
+        self._models.add(key)
+
+    def lock_catalog(self) -> None:
+        """Hold the catalog-wide lock alone: no model changes meanwhile (on any daemon)."""
+        if self._global:
+            return
+        if self._models:
+            raise RuntimeError("a change that holds a model's lock cannot take the catalog lock (lock order)")
+        self.conn.flush(f"SELECT pg_advisory_xact_lock({GLOBAL})")
+        self._global = True
+
+    # the lookups by name every change starts with
+
+    def ensure_model(self, name: str, actor: str) -> int:
+        self.lock_model(name)
+        return super().ensure_model(name, actor)
+
+    def model_id(self, name: str) -> int:
+        self.lock_model(name)
+        return super().model_id(name)
+
+    def row(self, name: str, ref: str) -> VersionRow:
+        self.lock_model(name)
+        return super().row(name, ref)
+
+    def model(self, name: str) -> Any:
+        self.lock_model(name)
+        return super().model(name)
+
+    # writes whose outcome nobody reads ride along with the next query (see ``TxConnection``)
+
+    def insert_version(self, model_id: int, semver: tuple[int, int, int], d: VersionDraft) -> int:
+        with self.conn.deferring(keep_ids=True):
+            return super().insert_version(model_id, semver, d)
+
+    def set_stage(self, row: VersionRow, to: Stage, *, action: str, actor: str, reason: str | None) -> None:
+        with self.conn.deferring():
+            super().set_stage(row, to, action=action, actor=actor, reason=reason)
+
+    def mark_rolled_back(self, version_id: int, value: bool = True) -> None:
+        with self.conn.deferring():
+            super().mark_rolled_back(version_id, value)
+
+    def set_tags(self, version_id: int, set_: dict[str, str], remove: list[str]) -> None:
+        with self.conn.deferring():
+            super().set_tags(version_id, set_, remove)
+
+    def set_alias(self, model_id: int, alias: str, version_id: int, actor: str, reason: str | None) -> int | None:
+        with self.conn.deferring():
+            return super().set_alias(model_id, alias, version_id, actor, reason)
+
+    def delete_alias(self, model_id: int, alias: str, actor: str, reason: str | None) -> int:
+        with self.conn.deferring():
+            return super().delete_alias(model_id, alias, actor, reason)
+
+    def deprecate(self, model_id: int, reason: str) -> None:
+        with self.conn.deferring():
+            super().deprecate(model_id, reason)
+
+    def mark_seen(self, path: str, size: int, mtime_ns: int, inode: int, digest: str | None, outcome: str,
+                  detail: str | None) -> None:  # fmt: skip
+        with self.conn.deferring():
+            super().mark_seen(path, size, mtime_ns, inode, digest, outcome, detail)
+
+    def mark_pruned(self, version_id: int) -> None:
+        self.lock_catalog()  # gc prunes across models: no promotion of those versions meanwhile
+        super().mark_pruned(version_id)
+
+    # ------------------------------------------------------------------ audit
+
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        """Keep the row for ``commit``; the event returned is provisional (id 0, no hash yet)."""
+        self._drafts.append(draft)
+        return AuditEvent(
+            id=0, at=to_dt(now_us()), actor=draft.actor, action=draft.action, model=draft.model,
+            version=draft.version, from_=draft.from_, to=draft.to, reason=draft.reason, details=draft.details,
+            prev_hash="", hash="",
+        )  # fmt: skip
+
+    def commit(self, channel: str, before: Callable[[list[AuditEvent]], None]) -> list[AuditEvent]:
+        """Append the kept audit rows to the chain, notify ``channel`` and commit; the rows appended.
+
+        ``before`` sees the rows, ids and hashes final, before the COMMIT is sent. The chain lock is
+        held from reading the last row to the commit: two round trips.
+        """
+        events = self._chain() if self._drafts else []
+        if not events:
+            if self.conn.begun or self.conn.pending != ["BEGIN"]:
+                self.conn.flush("COMMIT")  # with any deferred writes
+            return []
+        before(events)
+        self.appended.extend(events)  # so that a failed commit can take them back
+        values = ", ".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(events))
+        cur = psycopg.ClientCursor(self.conn.raw)
+        try:  # one round trip
+            cur.execute(
+                "INSERT INTO audit (id, at, actor, action, model, version, from_value, to_value, reason, details, "
+                f"prev_hash, hash) VALUES {values}; SELECT pg_notify(%s, %s); COMMIT",
+                [*(v for e in events for v in _audit_values(e)), channel, str(events[-1].id)],
+            )
+        except psycopg.DataError as exc:
+            raise nul_refused(exc) from exc
+        return events
+
+    def _chain(self) -> list[AuditEvent]:
+        """The kept drafts as chained rows after the last one, under the chain lock."""
+        self.conn.pending.append(f"SELECT pg_advisory_xact_lock({CHAIN})")
+        last = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash, row_id = (last[1], int(last[0])) if last else (auditchain.GENESIS, 0)
+        at = now_us()
+        events: list[AuditEvent] = []
+        for d in self._drafts:
+            row_id += 1
+            content = auditchain.content_of(
+                id=row_id, at=at, actor=d.actor, action=d.action, model=d.model, version=d.version,
+                from_=d.from_, to=d.to, reason=d.reason, details=d.details,
+            )  # fmt: skip
+            digest = auditchain.row_hash(prev_hash, content)
+            events.append(AuditEvent(
+                id=row_id, at=to_dt(at), actor=d.actor, action=d.action, model=d.model, version=d.version,
+                from_=d.from_, to=d.to, reason=d.reason, details=d.details, prev_hash=prev_hash, hash=digest,
+            ))  # fmt: skip
+            prev_hash = digest
+        self._drafts.clear()
+        return events
+
+
+def _audit_values(e: AuditEvent) -> tuple[Any, ...]:
+    return (e.id, to_us(e.at), e.actor, e.action, e.model, e.version, e.from_, e.to, e.reason, _dumps(e.details),
+            e.prev_hash, e.hash)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

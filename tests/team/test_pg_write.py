@@ -1,0 +1,146 @@
+"""The shared catalog's write path: each daemon's own watches, narrow locks, the audit chain at the end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from regd.domain import Stage, WatchSpec
+from regd.lifecycle import promotion, registration
+from regd.store.catalog import AuditDraft, VersionDraft
+from regd.store.pg_write import GLOBAL, MODEL_SPACE, model_key
+from regd.store.postgres import PostgresCatalog
+
+
+def _draft(name: str, i: int) -> VersionDraft:
+    return VersionDraft(name=name, digest=f"{i:064x}", size=3, kind="file", format="safetensors", stored_path="/s",
+                        source_path="/src", store_mode="copy", run_id="r", created_by="alice",
+                        metrics={"acc": 0.5 + i / 100}, tags={"team": "risk"}, params={"lr": "1%"})  # fmt: skip
+
+
+async def _open(url: str, scope: tuple[str, str] = ("host-a", "alice")) -> PostgresCatalog:
+    catalog = PostgresCatalog(url, scope=scope)
+    await catalog.open()
+    return catalog
+
+
+async def test_watches_and_seen_rows_are_each_daemons_own(pg_url) -> None:  # type: ignore[no-untyped-def]
+    a = await _open(pg_url, ("host-a", "alice"))
+    b = await _open(pg_url, ("host-b", "alice"))
+    bob = await _open(pg_url, ("host-a", "bob"))
+    try:
+        for cat, root in ((a, "/runs"), (b, "/runs"), (b, "/b-only"), (bob, "/bob")):
+            await cat.write(lambda tx, root=root: tx.add_watch(WatchSpec(path=root, patterns=["*.pt"])))
+            await cat.write(lambda tx, root=root: tx.mark_seen(f"{root}/m.pt", 3, 1, 7, None, "failed", "x"))
+        assert [w.path for w in await a.read(lambda r: r.watches())] == ["/runs"]
+        assert [w.path for w in await b.read(lambda r: r.watches())] == ["/b-only", "/runs"]
+        assert [w.path for w in await bob.read(lambda r: r.watches())] == ["/bob"]
+        assert list(await a.read(lambda r: r.seen_under("/runs"))) == ["/runs/m.pt"]
+        assert await a.read(lambda r: r.seen_under("/b-only")) == {}
+        # removing a root on one host leaves the other host's watch of the same path alone
+        assert await a.write(lambda tx: tx.remove_watch("/runs"))
+        assert not await a.write(lambda tx: tx.remove_watch("/b-only"))
+        assert [w.path for w in await b.read(lambda r: r.watches())] == ["/b-only", "/runs"]
+    finally:
+        for cat in (a, b, bob):
+            await cat.close()
+
+
+async def test_changes_to_two_models_do_not_wait_for_each_other(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalog = await _open(pg_url)
+    try:
+        await catalog.write(lambda tx: registration.record(tx, _draft("other", 1), "alice"))
+        # another session holds the lock of model "held" (as a daemon mid-promotion would)
+        with psycopg.connect(pg_url, autocommit=True) as holder:
+            holder.execute("BEGIN")
+            holder.execute(f"SELECT pg_advisory_xact_lock({MODEL_SPACE}, {model_key('held')})")
+            await asyncio.wait_for(catalog.write(lambda tx: registration.record(tx, _draft("other", 2), "alice")), 10)
+            blocked = asyncio.ensure_future(catalog.write(lambda tx: registration.record(tx, _draft("held", 3), "alice")))
+            await asyncio.sleep(0.5)
+            assert not blocked.done(), "a change to a model went ahead while another daemon held its lock"
+            holder.execute("COMMIT")
+            version, created = await asyncio.wait_for(blocked, 10)
+        assert (version.version, created) == ("1.0.0", True)
+    finally:
+        await catalog.close()
+
+
+async def test_gc_pruning_waits_for_every_model_change(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalog = await _open(pg_url)
+    try:
+        v, _ = await catalog.write(lambda tx: registration.record(tx, _draft("m", 1), "alice"))
+        row_id = await catalog.read(lambda r: r.row("m", v.version).id)
+        with psycopg.connect(pg_url, autocommit=True) as holder:
+            holder.execute("BEGIN")
+            holder.execute(f"SELECT pg_advisory_xact_lock_shared({GLOBAL})")  # a model change in flight
+            pruning = asyncio.ensure_future(catalog.write(lambda tx: tx.mark_pruned(row_id)))
+            await asyncio.sleep(0.5)
+            assert not pruning.done()
+            holder.execute("COMMIT")
+            await asyncio.wait_for(pruning, 10)
+    finally:
+        await catalog.close()
+
+
+async def test_the_chain_stays_whole_with_many_writers_and_deferred_writes(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalogs = [await _open(pg_url, (f"host-{i}", "alice")) for i in range(4)]
+    try:
+        async def work(i: int, cat: PostgresCatalog) -> None:
+            for n in range(6):
+                name = f"m{n % 2}"  # two models shared by all four: model locks contended, chain lock too
+                v, _ = await cat.write(lambda tx, i=i, n=n, name=name: registration.record(tx, _draft(name, i * 100 + n), "alice"))
+                await cat.write(lambda tx, name=name, v=v: promotion.promote(
+                    tx, name, v.version, Stage.PRODUCTION, reason="go", actor="bob", force=False, policies=[]).unwrap())
+                await cat.write(lambda tx: tx.append_audit(AuditDraft(actor="regd", action="hook.ok", details={"i": i})))
+
+        await asyncio.gather(*(work(i, c) for i, c in enumerate(catalogs)))
+        ok, checked, broken = await catalogs[0].read(_verify_chain)
+        # registered, promoted, hook.ok for each of 24; a demotion for every promotion but each model's first
+        assert ok and broken is None and checked == 24 * 3 + 22
+    finally:
+        for cat in catalogs:
+            await cat.close()
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        assert db.execute("SELECT count(*) FROM versions WHERE stage = 'production'").fetchone()[0] == 2
+        # versions were numbered without gaps or duplicates per model, and the tags and params rode along
+        for model in ("m0", "m1"):
+            minors = [r[0] for r in db.execute(
+                "SELECT v.minor FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = %s ORDER BY 1", (model,))]
+            assert minors == list(range(12))
+        assert db.execute("SELECT count(*) FROM params WHERE text = '1%'").fetchone()[0] == 24
+
+
+def _verify_chain(r):  # type: ignore[no-untyped-def]
+    from regd.store import auditchain
+
+    prev, checked = auditchain.GENESIS, 0
+    for e in r.audit_chain(0, 100_000):
+        if e.prev_hash != prev or e.hash != auditchain.row_hash(prev, auditchain.content_of_event(e)):
+            return False, checked, e.id
+        prev, checked = e.hash, checked + 1
+    return True, checked, None
+
+
+async def test_a_write_that_fails_commits_nothing_and_the_next_one_chains_on(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalog = await _open(pg_url)
+    try:
+        await catalog.write(lambda tx: registration.record(tx, _draft("m", 1), "alice"))
+
+        def broken(tx):  # type: ignore[no-untyped-def]
+            tx.append_audit(AuditDraft(actor="nul\x00", action="x", model="m"))
+
+        with pytest.raises(Exception, match="NUL"):
+            await catalog.write(broken)
+        await catalog.write(lambda tx: registration.record(tx, _draft("m", 2), "alice"))
+        ok, checked, _ = await catalog.read(_verify_chain)
+        assert ok and checked == 2
+    finally:
+        await catalog.close()
+
+
+def test_model_keys_are_stable_32_bit() -> None:
+    assert model_key("fraud") == model_key("fraud") != model_key("churn")
+    assert all(-(2**31) <= model_key(n) < 2**31 for n in ("", "a", "x" * 128))
+    assert model_key("fraud") == -1989549689  # blake2b, not hash(): the same key on every host and process
