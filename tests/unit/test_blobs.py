@@ -83,6 +83,20 @@ def test_blob_holds_the_exact_bytes_read_only(tmp_path: Path, big: tuple[Path, b
     assert stat.S_IMODE(result.path.stat().st_mode) == 0o444
 
 
+@pytest.mark.parametrize("direct_io", [True, False])
+@pytest.mark.parametrize("part", [MIB, 5 * MIB + 7])
+def test_part_checksums_are_the_sha256_of_each_part(tmp_path: Path, big: tuple[Path, bytes], direct_io: bool,
+                                                   part: int) -> None:  # fmt: skip
+    # what a multipart S3 upload is checked against, hashed in the same pass as the copy
+    store = LocalBlobStore(tmp_path / "data", direct_io=direct_io)
+    path, data = big
+    result = store.put_file(path, part_size=lambda size: part)
+
+    expected = [hashlib.sha256(data[i : i + part]).digest() for i in range(0, len(data), part)]
+    assert result.parts == expected
+    assert result.path is not None and result.path.read_bytes() == data
+
+
 def test_empty_and_small_files(store: LocalBlobStore, tmp_path: Path) -> None:
     for data in (b"", b"x", os.urandom(4096)):
         result = store.put_file(write(tmp_path / "f", data))

@@ -18,12 +18,13 @@ from regd.api.rwlock import RWLock
 from regd.config import Config
 from regd.domain import WatchState
 from regd.domain import Version
-from regd.ingest.pipeline import Source, prepare
+from regd.ingest import pipeline
 from regd.ingest.progress import IngestTracker
 from regd.errors import PermissionDenied
 from regd.ingest.sources import check_source, readable_by
 from regd.ingest.watcher import WatchManager
 from regd.lifecycle import registration
+from regd.store.catalog import WriteTx
 
 if TYPE_CHECKING:
     from regd.api.daemon import Daemon
@@ -92,17 +93,12 @@ class Registrar:
         ``caller``: in shared mode, a caller who could not read the path themselves is refused.
         """
         config = self.daemon.config
-        resolved = await asyncio.to_thread(check_source, Path(path), config.data_dir)
-        if caller is not None and config.api.group and caller.uid != os.getuid():
-            gids = {caller.gid, *os.getgrouplist(caller.name, caller.gid)} if not caller.name.startswith("uid:") else {caller.gid}
-            if not await asyncio.to_thread(readable_by, resolved, caller.uid, gids):
-                raise PermissionDenied(
-                    f"{caller.name} cannot read {resolved}: regd registers only what its caller could read",
-                    {"path": str(resolved), "actor": caller.name},
-                )
-        size = await asyncio.to_thread(_size_of, resolved)
-        ticket, advance = self.tracker.begin(str(resolved), size)
+        copy = config.store.mode == "copy"
+        ticket, advance = self.tracker.begin(str(path), 0)
+        size = 0
         done = 0
+        where = str(path)
+        checked = False
 
         def progress(delta: int) -> None:
             nonlocal done
@@ -111,17 +107,44 @@ class Registrar:
             if on_progress is not None:
                 on_progress(done, size)
 
+        def staged() -> pipeline.Staged:
+            # one worker-thread hop for every blocking step (checks, size, format, bytes, lock, git look)
+            nonlocal size, where, checked
+            resolved = check_source(Path(path), config.data_dir)
+            where = str(resolved)
+            if caller is not None and config.api.group and caller.uid != os.getuid():
+                gids = {caller.gid, *os.getgrouplist(caller.name, caller.gid)} if not caller.name.startswith("uid:") else {caller.gid}
+                if not readable_by(resolved, caller.uid, gids):
+                    raise PermissionDenied(
+                        f"{caller.name} cannot read {resolved}: regd registers only what its caller could read",
+                        {"path": str(resolved), "actor": caller.name},
+                    )
+            checked = True  # from here on a failure is the ingest queue's to count
+            size = _size_of(resolved)
+            self.tracker.resize(ticket, where, size)
+            source = pipeline.Source(path=resolved, watch_root=watch_root, name=name, explicit=explicit, actor=actor)
+            return pipeline.stage(source, self.daemon.blobs, copy=copy, progress=progress)
+
         try:
             async with self.blob_lock.shared():
-                draft = await prepare(
-                    Source(path=resolved, watch_root=watch_root, name=name, explicit=explicit, actor=actor),
-                    self.daemon.blobs,
-                    copy=config.store.mode == "copy",
-                    progress=progress,
-                )
-                version, created = await self.daemon.catalog.write(lambda tx: registration.record(tx, draft, actor))
+                ready = await asyncio.to_thread(staged)
+                draft = await pipeline.finish(ready)
+
+                def record(tx: WriteTx) -> tuple[Version, bool]:
+                    try:
+                        return registration.record(tx, draft, actor)
+                    finally:
+                        if ready.durable is not None:
+                            # the blob's fsyncs ran beside the statements above: commit only once it is
+                            # durable (and answer a refusal only once its temp is gone)
+                            ready.durable.result()
+
+                version, created = await self.daemon.catalog.write(record)
         except Exception as exc:
-            self.tracker.end(ticket, size, ok=False, error=f"{resolved}: {exc}")
+            if checked:
+                self.tracker.end(ticket, size, ok=False, error=f"{where}: {exc}")
+            else:  # refused before any work (no such path, not readable): a bad request, not a failed ingest
+                self.tracker.cancel(ticket)
             raise
         self.tracker.end(ticket, size, ok=True)
         return version, created

@@ -11,6 +11,7 @@ so a 16 MiB pixi.lock costs a worker thread tens of seconds).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,8 +95,39 @@ def _is_repository_top(directory: Path) -> bool:
         return False
 
 
+_LISTED: dict[str, tuple[tuple[int, int, int], Path | None]] = {}
+"""Per directory: its (inode, mtime, ctime) when last listed and the lock found then."""
+_LISTED_MAX = 4096
+_SETTLED_NS = 250_000_000
+"""A directory unchanged for this long has a trustworthy mtime: timestamps are coarse (a clock tick,
+at most 10 ms), so a change within the tick of the listing could otherwise leave the mtime as it was."""
+
+
 def _lock_in(directory: Path) -> Path | None:
-    """Return the first lock of ``LOCK_NAMES`` order in ``directory`` (regular files only)."""
+    """Return the first lock of ``LOCK_NAMES`` order in ``directory`` (regular files only).
+
+    Every registration climbs the same few directories, and one holding thousands of artifacts costs a
+    full listing each time: a listing is reused while the directory's mtime and ctime (any entry added,
+    removed or renamed changes them; ctime cannot be set back) are as they were.
+    """
+    key = str(directory)
+    try:
+        st = os.stat(key)
+    except OSError:
+        return None  # unreadable or vanished: look further up
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _LISTED.get(key)
+    if cached is not None and cached[0] == stamp and (cached[1] is None or cached[1].is_file()):
+        return cached[1]  # (a symlinked lock's target can change without the directory changing)
+    found = _list_lock(directory)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        if len(_LISTED) >= _LISTED_MAX:
+            _LISTED.clear()
+        _LISTED[key] = (stamp, found)
+    return found
+
+
+def _list_lock(directory: Path) -> Path | None:
     requirements: list[str] = []
     present: set[str] = set()
     try:

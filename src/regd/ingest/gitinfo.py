@@ -51,10 +51,35 @@ async def git_info(path: Path, timeout: float = 5.0) -> GitInfo | None:
         return None
 
 
+async def describe(cwd: Path, timeout: float = 5.0) -> GitInfo | None:
+    """``git_info`` for a directory that ``work_tree_dir`` found inside a work tree (no second look)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _describe_work_tree(cwd)
+    except (TimeoutError, OSError):
+        return None
+
+
+def work_tree_dir(path: Path) -> Path | None:
+    """The directory to ask git about when ``path`` lies in a work tree, else None; a few stats, blocking.
+
+    The registration path runs it in the worker thread that already reads the artifact, so an
+    artifact outside any repository (most of them) costs no thread hop and no subprocess.
+    """
+    cwd = _directory_of(path)
+    if cwd is None or not _inside_a_work_tree(cwd):
+        return None
+    return cwd
+
+
 async def _describe(path: Path) -> GitInfo | None:
-    cwd = await asyncio.to_thread(_directory_of, path)
-    if cwd is None or not await asyncio.to_thread(_inside_a_work_tree, cwd):
+    cwd = await asyncio.to_thread(work_tree_dir, path)
+    if cwd is None:
         return None  # most artifacts live outside any repository: say so without spawning git
+    return await _describe_work_tree(cwd)
+
+
+async def _describe_work_tree(cwd: Path) -> GitInfo | None:
     top = await _git(cwd, "rev-parse", "--show-toplevel")
     if top is None or top.returncode != 0 or not top.out.strip():
         return None

@@ -1,7 +1,8 @@
 """From a path on disk to a ``VersionDraft``: read the format, store the bytes, gather the metadata.
 
-Every blocking step (format headers, hashing and copying, directory walks, lock files) runs in a
-worker thread; git and GPU probes are subprocesses. A file that changes while it is hashed is
+Every blocking step (format headers, hashing and copying, directory walks, lock files) runs in ONE
+worker-thread call (``stage``): a thread hop costs more than reading a small file's header, so a
+registration makes one, not one per step. Git and GPU probes are subprocesses (``finish``). A file that changes while it is hashed is
 hashed again; one that vanishes is dropped with a clear error.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,19 @@ from regd.errors import InvalidParams
 from regd.ingest import formats
 from regd.ingest.boundedio import read_bounded
 from regd.ingest.envlock import MAX_LOCK_BYTES, EnvLockError, ParsedLock, find_env_lock, parse_env_lock
-from regd.ingest.gitinfo import git_info
+from regd.ingest.gitinfo import describe, work_tree_dir
 from regd.ingest.runtime import runtime_facts
 from regd.ingest.sidecar import load_metadata
 from regd.ingest.sources import derive_name, directory_files
-from regd.store.blobs import BlobStore, PutResult, SourceChanged
+from regd.store.blobs import BlobStore, PutResult, SourceChanged, StagedBlob
 from regd.store.catalog import VersionDraft
 
 MAX_REHASH = 5
+OVERLAP_MAX = 1 << 20
+"""Files up to this size are made durable beside the rest of their registration (``Staged.durable``):
+the catalog's writer waits for them before its commit, briefly, since their fsyncs are short."""
+_STORING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="regd-store")
+"""Runs the fsyncs of small blobs while the registration goes on."""
 Progress = Callable[[int], None]
 """Called with the number of bytes newly hashed."""
 
@@ -64,6 +71,15 @@ def run_id(code_sha: str | None, data_version: str | None, params: dict[str, Any
 
 def store_file(blobs: BlobStore, path: Path, tensors: list[TensorFingerprint], copy: bool, progress: Progress | None) -> PutResult:
     """Hash (and copy) one file in a single pass, fingerprinting its tensors; retry while it changes."""
+    return _rehashing(path, tensors, progress, lambda ranges, cb: blobs.put_file(path, ranges=ranges, copy=copy, progress=cb))
+
+
+def stage_file(blobs: BlobStore, path: Path, tensors: list[TensorFingerprint], progress: Progress | None) -> StagedBlob:
+    """``store_file`` up to the fsyncs: the bytes are in a temp, hashed; ``publish()`` makes them durable."""
+    return _rehashing(path, tensors, progress, lambda ranges, cb: blobs.stage_file(path, ranges=ranges, progress=cb))  # type: ignore[attr-defined]
+
+
+def _rehashing(path: Path, tensors: list[TensorFingerprint], progress: Progress | None, put: Callable[..., Any]) -> Any:
     spans = [(t, t.offset, t.nbytes) for t in tensors if t.offset is not None and t.nbytes is not None]
     for attempt in range(MAX_REHASH):
         reported = 0
@@ -75,46 +91,69 @@ def store_file(blobs: BlobStore, path: Path, tensors: list[TensorFingerprint], c
                 reported = done
 
         try:
-            result = blobs.put_file(path, ranges=[(o, n) for _, o, n in spans], copy=copy, progress=cumulative)
+            out = put([(o, n) for _, o, n in spans], cumulative)
         except SourceChanged:
             if attempt == MAX_REHASH - 1:
                 raise InvalidParams(f"{path} kept changing while it was hashed ({MAX_REHASH} tries); try when it is done") from None
             continue
+        result = out.result if isinstance(out, StagedBlob) else out
         for (tensor, _, _), fp in zip(spans, result.fingerprints, strict=True):
             tensor.fingerprint = fp
-        return result
+        return out
     raise AssertionError("unreachable")
 
 
-async def prepare(source: Source, blobs: BlobStore, *, copy: bool, progress: Progress | None = None) -> VersionDraft:
-    """Turn a checked path into a draft whose bytes are already durably stored."""
+@dataclass
+class Staged:
+    """What the worker thread learned and stored; ``finish`` adds git and runtime facts on the loop."""
+
+    source: Source
+    draft: VersionDraft
+    git_dir: Path | None
+    """Where to ask git (the artifact sits in a work tree), else None: no subprocess at all."""
+    fields_code_sha: str | None
+    lock_digest: str | None
+    durable: Future[PutResult] | None = None
+    """A small file's blob being made durable (fsync, link, fsync of its shard) while the rest goes on;
+    whoever records the version commits only once it is done."""
+
+
+def stage(source: Source, blobs: BlobStore, *, copy: bool, progress: Progress | None = None) -> Staged:
+    """Every blocking step of a registration in one call (one worker-thread hop, not one per step).
+
+    Reads the sidecars and the format, stores the bytes durably, finds the environment lock and
+    whether the artifact sits in a git work tree.
+    """
     path = source.path
     is_dir = path.is_dir()
-    meta = await asyncio.to_thread(load_metadata, path, is_dir=is_dir, explicit=source.explicit, root=source.watch_root)
+    meta = load_metadata(path, is_dir=is_dir, explicit=source.explicit, root=source.watch_root)
     fields = meta.fields
     warnings: list[VersionWarning] = list(meta.warnings)
     name = source.name or fields.name or derive_name(path, source.watch_root)
 
+    durable: Future[PutResult] | None = None
     if is_dir:
-        info, files, digest, size, stored = await asyncio.to_thread(_store_directory, blobs, path, copy, progress)
+        info, files, digest, size, stored = _store_directory(blobs, path, copy, progress)
         kind = "directory"
     else:
-        info = await asyncio.to_thread(formats.read_file, path)
-        result = await asyncio.to_thread(store_file, blobs, path, info.tensors, copy, progress)
+        info = formats.read_file(path)
+        if copy and hasattr(blobs, "stage_file") and _size(path) <= OVERLAP_MAX:
+            # a small file's registration is mostly waiting on fsyncs: run them beside the rest
+            staged_blob = stage_file(blobs, path, info.tensors, progress)
+            durable = _STORING.submit(staged_blob.publish)
+            result = staged_blob.result
+        else:
+            result = store_file(blobs, path, info.tensors, copy, progress)
         digest, size, kind = result.digest, result.size, "file"
         files = [FileEntry(path=path.name, digest=digest, size=size)]
         stored = str(result.path) if copy and result.path else str(path)
+    env_lock, lock_warning = _env_lock(blobs, path, is_dir, source.watch_root, fields.env_lock)
+    git_dir = work_tree_dir(path if is_dir else path.parent)
     warnings.extend(info.warnings)
-
-    env_lock, lock_warning = await asyncio.to_thread(_env_lock, blobs, path, is_dir, source.watch_root, fields.env_lock)
     if lock_warning:
         warnings.append(lock_warning)
-    git = await git_info(path if is_dir else path.parent)
-    runtime = await runtime_facts()
-    code_sha = fields.code_sha or (git.commit if git else None)
     params = dict(fields.params or {})
-    lock_digest = env_lock.digest if env_lock else None
-    return VersionDraft(
+    draft = VersionDraft(
         name=name,
         digest=digest,
         size=size,
@@ -123,7 +162,7 @@ async def prepare(source: Source, blobs: BlobStore, *, copy: bool, progress: Pro
         stored_path=stored,
         source_path=str(path),
         store_mode="copy" if copy else "reference",
-        run_id=run_id(code_sha, fields.data_version, params, lock_digest),
+        run_id="",  # set by ``finish``: it needs the git commit
         # the registrant is who asked (the socket's user), never what a sidecar claims: approvals
         # exclude the registrant, so a sidecar must not be able to name someone else
         created_by=source.actor,
@@ -137,15 +176,31 @@ async def prepare(source: Source, blobs: BlobStore, *, copy: bool, progress: Pro
         params=params,
         tags=dict(fields.tags or {}) | ({"trained_by": fields.created_by} if fields.created_by else {}),
         env_lock=env_lock,
-        runtime=runtime,
-        git=git,
-        code_sha=code_sha,
         data_version=fields.data_version,
         parent=fields.parent,
         warnings=warnings,
         unsafe_imports=info.unsafe_imports,
         pinned_version=fields.version,
     )
+    return Staged(source, draft, git_dir, fields.code_sha, env_lock.digest if env_lock else None, durable)
+
+
+async def finish(staged: Staged) -> VersionDraft:
+    """Add the git facts (subprocesses, only inside a work tree) and the runtime facts (cached)."""
+    draft = staged.draft
+    draft.git = await describe(staged.git_dir) if staged.git_dir is not None else None
+    draft.runtime = await runtime_facts()
+    draft.code_sha = staged.fields_code_sha or (draft.git.commit if draft.git else None)
+    draft.run_id = run_id(draft.code_sha, draft.data_version, draft.params, staged.lock_digest)
+    return draft
+
+
+async def prepare(source: Source, blobs: BlobStore, *, copy: bool, progress: Progress | None = None) -> VersionDraft:
+    """Turn a checked path into a draft whose bytes are already durably stored."""
+    staged = await asyncio.to_thread(stage, source, blobs, copy=copy, progress=progress)
+    if staged.durable is not None:
+        await asyncio.wrap_future(staged.durable)
+    return await finish(staged)
 
 
 def _store_directory(
@@ -205,3 +260,11 @@ def _env_lock(
 
 
 _PARSED_LOCKS: dict[str, ParsedLock] = {}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return OVERLAP_MAX + 1  # let the ordinary path raise what it raises
+

@@ -42,6 +42,18 @@ class IngestTracker:
 
         return ticket, advance
 
+    def resize(self, ticket: int, path: str, size: int) -> None:
+        """Name a tracked path (once resolved) and add its size; callable from the worker thread."""
+        if ticket in self.active:
+            self.active[ticket] = path  # an existing key: never resizes the dict under a reader
+        self.bytes_total += size
+
+    def cancel(self, ticket: int) -> None:
+        """Stop tracking a path refused before any work was done; counted neither way."""
+        self.active.pop(ticket, None)
+        if not self.active:
+            self.bytes_done = self.bytes_total = 0
+
     def end(self, ticket: int, size: int, *, ok: bool, error: str | None = None) -> None:
         self.active.pop(ticket, None)
         self.bytes_total = max(0, self.bytes_total - size)

@@ -105,6 +105,21 @@ def file_snapshot(path: Path) -> Snapshot | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def file_state(path: Path) -> tuple[Snapshot | None, int | None]:
+    """``file_snapshot`` and when the file last changed: the later of its mtime and ctime (ns).
+
+    ctime too because a writer may set mtime back (``cp -p``, ``tar``) but never ctime: every write,
+    rename or chmod moves it to now.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    if not stat.S_ISREG(st.st_mode):
+        return None, None
+    return (st.st_size, st.st_mtime_ns, st.st_ino), max(st.st_mtime_ns, st.st_ctime_ns)
+
+
 def dir_snapshot(path: Path, list_files: Callable[[Path], list[str]]) -> Snapshot | None:
     """Every file of a model directory with its size and mtime, or None when it is gone."""
     try:

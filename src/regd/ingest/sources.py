@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from regd.domain import is_valid_name
 from regd.errors import InvalidParams, NotFound
+
+log = logging.getLogger(__name__)
 
 # names a writer uses before the final rename, and our own sidecars: never part of a model
 TEMP_PATTERNS = ("*.tmp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~", ".*")
@@ -57,7 +60,12 @@ def _kind(mode: int) -> str:
 
 
 def directory_files(root: Path) -> list[str]:
-    """The relpaths that make up a model directory, sorted; symlinks leaving it are not followed."""
+    """The relpaths that make up a model directory, sorted.
+
+    Symlinks are followed only to a file inside the directory: one leaving it, dangling, or going
+    round in a loop is skipped, as a file that is not part of the model (the watcher walks a settling
+    directory again and again, so a skip is logged at debug level only).
+    """
     out: list[str] = []
     base = root.resolve()
     for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
@@ -67,7 +75,11 @@ def directory_files(root: Path) -> list[str]:
                 continue
             full = Path(dirpath) / name
             if full.is_symlink():
-                target = full.resolve()
+                try:
+                    target = full.resolve(strict=True)
+                except (OSError, RuntimeError) as exc:  # dangling, or a loop (RuntimeError before 3.13)
+                    log.debug("skipping %s in %s: the symlink cannot be resolved (%s)", name, root, exc)
+                    continue
                 if base not in target.parents or not target.is_file():
                     continue
             elif not full.is_file():

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from regd.domain import WatchSpec, WatchState
 from regd.errors import NotFound, RegdError
 from regd.ingest import formats
-from regd.ingest.settle import Pending, Settler, Snapshot, dir_snapshot, file_snapshot
+from regd.ingest.settle import Pending, Settler, Snapshot, dir_snapshot, file_snapshot, file_state
 from regd.ingest.sidecar import is_sidecar_or_companion
 from regd.ingest.sources import directory_files, is_temporary
 from regd.store.catalog import Catalog, SeenEntry
@@ -36,6 +38,21 @@ RegisterFn = Callable[[Path, Path], Awaitable[tuple[str, bool]]]
 MARKERS = ("MLmodel", "saved_model.pb", "config.json")
 WORKERS = 2
 MISSING_RETRY_S = 2.0
+STEP_MS = 250
+"""Longest step of watchfiles' polling loop (it wakes every step to check its stop event): 4 wakeups a
+second per root instead of 20 keeps the idle daemon near zero CPU. The settle window starts from the
+file's own change time, not from when the batch arrived, so the longer step adds no latency while
+it stays under settle_ms (see ``_step``)."""
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 300.0
+RETRY_ATTEMPTS = 12
+"""A file whose ingest failed for a transient cause (a full disk ...) is tried again after 2, 4, 8 ...
+up to 300 s, at most this many times (about half an hour); then only an event or a restart retries it."""
+TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+     errno.EBUSY}
+)  # fmt: skip
+TRANSIENT_STORAGE = frozenset({"no_space", "read_only", "io_error"})
 
 
 @dataclass
@@ -73,6 +90,8 @@ class Touch:
     path: Path
     kind: str  # file | dir | gone
     snapshot: Snapshot | None = None
+    changed_ns: int | None = None
+    """A file's last change (the later of mtime and ctime, ns since the epoch): its settle window starts there."""
 
 
 class WatchManager:
@@ -89,6 +108,8 @@ class WatchManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._n_workers = workers
         self._reported: set[tuple[str, str]] = set()
+        self._retries: dict[Path, int] = {}
+        """Transient failures so far, per path waiting to be tried again."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -128,6 +149,7 @@ class WatchManager:
         await self._stop_root(root)
         for pending in [p for p in self.settler.pending.values() if p.context is root]:
             self.settler.forget(pending.path)
+            self._retries.pop(pending.path, None)
         return True
 
     async def _stop_root(self, root: Root) -> None:
@@ -154,7 +176,7 @@ class WatchManager:
                 continue
             changes_of = awatch(
                 root.path, watch_filter=None, stop_event=root.stop, recursive=root.spec.recursive,
-                ignore_permission_denied=True,
+                ignore_permission_denied=True, step=_step(root.spec), rust_timeout=0,
             )  # fmt: skip
             pending: asyncio.Future[set[tuple[object, str]]] | None = None
             try:
@@ -196,16 +218,24 @@ class WatchManager:
 
     def _apply(self, root: Root, touches: list[Touch]) -> None:
         now = time.monotonic()
+        wall_ns = time.time_ns()
         for t in touches:
             if t.kind == "gone":
                 self.settler.forget(t.path)
+                self._retries.pop(t.path, None)
                 continue
+            at = now
             if t.kind == "dir":
                 self.settler.forget_under(t.path)
                 quiet = root.spec.dir_settle_ms / 1000
             else:
                 quiet = root.spec.settle_ms / 1000
-            self.settler.touch(t.path, t.kind, quiet, now, t.snapshot, context=root)
+                if t.changed_ns is not None:
+                    # the window runs from the file's last change, not from when its event reached us
+                    # (watchfiles batches events for up to two steps); never from further back than
+                    # one window, and a change time in the future (clock skew) counts as now
+                    at = now - min(quiet, max(0.0, (wall_ns - t.changed_ns) / 1e9))
+            self.settler.touch(t.path, t.kind, quiet, at, t.snapshot, context=root)
         if touches:
             self._wake.set()
 
@@ -237,7 +267,8 @@ class WatchManager:
             if is_sidecar_or_companion(path):
                 continue
             if root.matches(rel) and self._inside(root, path):
-                out[path] = Touch(path, "file", file_snapshot(path))
+                snap, changed = file_state(path)
+                out[path] = Touch(path, "file", snap, changed)
         return list(out.values())
 
     def _scan(self, root: Root, seen: dict[str, SeenEntry]) -> list[Touch]:
@@ -270,9 +301,9 @@ class WatchManager:
                 rel = rel_dir / name
                 if is_temporary(name) or is_sidecar_or_companion(path) or not root.matches(rel) or not self._inside(root, path):
                     continue
-                snap = file_snapshot(path)
+                snap, changed = file_state(path)
                 if snap is not None and not _unchanged(seen.get(str(path)), snap):
-                    out.append(Touch(path, "file", snap))
+                    out.append(Touch(path, "file", snap, changed))
         return out
 
     def _relative(self, root: Root, path: Path) -> PurePosixPath | None:
@@ -371,25 +402,53 @@ class WatchManager:
                 await self._register_one(path, root, snap)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad file must not stop the worker
-                log.exception("ingest of %s failed", path)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the worker
+                if not self._retry_later(path, root, snap, exc):
+                    log.exception("ingest of %s failed", path)
             finally:
                 self.queue.task_done()
 
+    def _retry_later(self, path: Path, root: Root, snap: Snapshot | None, exc: Exception) -> bool:
+        """Schedule another try of a file that failed for a transient cause; False if it was not one.
+
+        Through the settler, so the wait is a timer deadline (no polling), a change to the file
+        meanwhile restarts the ordinary settle window, and the bytes are re-checked before the try.
+        """
+        if not _transient(exc) or root.stop.is_set() or self.roots.get(str(root.path)) is not root:
+            return False
+        attempt = self._retries.get(path, 0) + 1
+        if attempt > RETRY_ATTEMPTS:
+            self._retries.pop(path, None)
+            log.warning("giving up on %s after %d tries (%s); a change to it or a restart tries again",
+                        path, RETRY_ATTEMPTS, exc)  # fmt: skip
+            return True
+        self._retries[path] = attempt
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempt - 1))
+        (log.warning if attempt == 1 else log.debug)("cannot register %s yet (%s): trying again in %.0f s", path, exc, delay)
+        kind = "dir" if _is_dir_snapshot(snap) else "file"
+        self.settler.touch(path, kind, delay, time.monotonic(), snap, context=root)
+        self._wake.set()
+        return True
+
     async def _register_one(self, path: Path, root: Root, snap: Snapshot | None) -> None:
-        identity = _dir_identity(snap) if isinstance(snap, tuple) and snap and isinstance(snap[0], tuple) else snap
+        identity = _dir_identity(snap) if _is_dir_snapshot(snap) else snap
         try:
             digest, created = await self._register(path, root.path)
         except NotFound:
+            self._retries.pop(path, None)
             log.debug("%s vanished before it was registered", path)
             return
         except RegdError as exc:
+            if _transient(exc):
+                raise  # tried again later (``_worker``); not marked failed, so a restart tries it too
+            self._retries.pop(path, None)
             await self._mark(path, identity, None, "failed", exc.message)
             key = (str(path), exc.message)
             if key not in self._reported:  # reported once, not on every event that touches it
                 self._reported.add(key)
                 log.warning("cannot register %s: %s", path, exc.message)
             return
+        self._retries.pop(path, None)
         await self._mark(path, identity, digest, "registered" if created else "known", None)
 
     async def _mark(self, path: Path, identity: Snapshot | None, digest: str | None, outcome: str, detail: str | None) -> None:
@@ -413,6 +472,26 @@ def _dir_state(path: Path) -> tuple[Snapshot | None, formats.DirectoryStatus | N
     if layout is None:
         return snap, None
     return snap, formats.directory_requirements(path, layout, names)
+
+
+def _step(spec: WatchSpec) -> int:
+    """watchfiles' step for a root: a batch arrives one to two steps after its first event, so keep
+    two steps within the settle window (it then costs no latency), and at most STEP_MS."""
+    return max(20, min(STEP_MS, spec.settle_ms // 2))
+
+
+def _is_dir_snapshot(snap: Snapshot | None) -> bool:
+    return isinstance(snap, tuple) and bool(snap) and isinstance(snap[0], tuple)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that may pass by itself (a full disk, a busy or flaky store), worth another try."""
+    if isinstance(exc, RegdError):
+        return isinstance(exc.data, dict) and exc.data.get("storage") in TRANSIENT_STORAGE
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "full" in text or "i/o" in text or "locked" in text or "readonly" in text
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
 
 
 def _dir_identity(snap: Snapshot | None) -> tuple[int, int, int] | None:

@@ -25,6 +25,7 @@ The store is synchronous and thread-safe; the daemon calls it through ``asyncio.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 BLOB_MODE = 0o444
+SYNCED_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class PutResult:
     """The blob was already stored (in reference mode: a blob of these bytes is in the store)."""
     path: Path | None
     """The blob's path; None in reference mode."""
+    parts: list[bytes] = dataclasses.field(default_factory=list)
+    """Raw SHA-256 of each ``part_size`` bytes, when ``LocalBlobStore.put_file`` was asked for them."""
 
 
 class BlobStore(Protocol):
@@ -104,6 +108,27 @@ class BlobStore(Protocol):
         ...
 
     def exists(self, digest: str) -> bool: ...
+
+    def size(self, digest: str) -> int | None:
+        """The stored blob's size; None when it is not stored. Never fetches the bytes (gc's plan)."""
+        ...
+
+    remote: bool
+    """True when the bytes live elsewhere (S3) and this host's paths are only a read-through cache."""
+
+    def local_path(self, kind: str, digest: str) -> Path:
+        """Where a version's bytes are on this host (a file's blob, a directory's tree), or will be
+        once ``materialise``d; fetches nothing. Stored paths in the catalog may be another host's."""
+        ...
+
+    def materialise(self, kind: str, digest: str, files: Sequence[tuple[str, str]]) -> Path:
+        """Make a version's bytes present on this host and return ``local_path``: what serving code,
+        deploy pointers and hooks load. ``files``: a directory's ``[(relpath, digest)]``.
+
+        Raises:
+            FileNotFoundError: the store does not hold them.
+        """
+        ...
 
     def verify(self, digest: str) -> Literal["ok", "missing", "corrupt"]:
         """Rehash the stored blob."""
@@ -152,6 +177,8 @@ class LocalBlobStore(BlobStore):
         self._lock = threading.Lock()
         self._pool = copying.BufferPool()
         self._no_reflink: set[int] = set()
+        self._synced: set[str] = set()
+        """Small blobs (``put_bytes``) this process has stored or seen stored and fsynced."""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -165,6 +192,23 @@ class LocalBlobStore(BlobStore):
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    remote = False
+
+    def size(self, digest: str) -> int | None:
+        return _size_of(str(self.path(digest)))
+
+    def local_path(self, kind: str, digest: str) -> Path:
+        return self.tree_path(digest) if kind == "directory" else self.path(digest)
+
+    def materialise(self, kind: str, digest: str, files: Sequence[tuple[str, str]]) -> Path:
+        path = self.local_path(kind, digest)
+        if kind == "directory":
+            if not path.is_dir():  # removed by hand or by a crash mid-build: its blobs rebuild it
+                path = self.build_tree(files)[1]
+        elif not path.is_file():
+            raise FileNotFoundError(f"{self.root} holds no blob {digest}")
+        return path
 
     def verify(self, digest: str) -> Literal["ok", "missing", "corrupt"]:
         try:
@@ -196,7 +240,10 @@ class LocalBlobStore(BlobStore):
         ranges: Sequence[tuple[int, int]] = (),
         copy: bool = True,
         progress: Callable[[int], None] | None = None,
+        part_size: Callable[[int], int] | None = None,
     ) -> PutResult:
+        """``BlobStore.put_file``; ``part_size(size)``, if given, asks for ``PutResult.parts`` as well
+        (copy mode only): what the S3 store checksums a multipart upload with, hashed in the same pass."""
         src = Path(src)
         fd = open_source(src)
         try:
@@ -207,39 +254,84 @@ class LocalBlobStore(BlobStore):
                 got = copying.pump(fd, None, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool)
                 check_unchanged(src, fd, before, got.nbytes)
                 return PutResult(got.sha256, got.nbytes, got.fingerprints, self.exists(got.sha256), None)
-            return self._store_file(src, fd, before, spans, progress)
+            parts = part_size(before.st_size) if part_size is not None else 0
+            return self._store_file(src, fd, before, spans, progress, parts)
         finally:
             os.close(fd)
 
-    def _store_file(self, src, fd, before, spans, progress) -> PutResult:  # type: ignore[no-untyped-def]
+    def _store_file(self, src, fd, before, spans, progress, part_size=0) -> PutResult:  # type: ignore[no-untyped-def]
         with self._temp(f"storing {src}") as temp:
-            if before.st_dev not in self._no_reflink and self._reflink(fd, temp.fd, before.st_dev):
-                # The clone is a private snapshot: hashing it hashes exactly what is stored.
-                got = copying.pump(
-                    temp.fd, None, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool
-                )
-            else:
-                got = copying.pump(
-                    fd, temp.fd, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool,
-                    direct=self._direct,
-                )
-            check_unchanged(src, fd, before, got.nbytes)
+            got = self._fill(src, fd, temp, before, spans, progress, part_size)
             existed = self._publish(temp, got.sha256, got.nbytes)
-        return PutResult(got.sha256, got.nbytes, got.fingerprints, existed, self.path(got.sha256))
+        return PutResult(got.sha256, got.nbytes, got.fingerprints, existed, self.path(got.sha256), got.parts)
+
+    def _fill(self, src, fd, temp, before, spans, progress, part_size=0) -> copying.Digests:  # type: ignore[no-untyped-def]
+        """Copy (or clone) the source into the temp in one pass, hashing it; raise if it changed meanwhile."""
+        if before.st_dev not in self._no_reflink and self._reflink(fd, temp.fd, before.st_dev):
+            # The clone is a private snapshot: hashing it hashes exactly what is stored.
+            got = copying.pump(temp.fd, None, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool,
+                               part_size=part_size)  # fmt: skip
+        else:
+            got = copying.pump(
+                fd, temp.fd, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool,
+                direct=self._direct, part_size=part_size,
+            )  # fmt: skip
+        check_unchanged(src, fd, before, got.nbytes)
+        return got
+
+    def stage_file(
+        self,
+        src: Path,
+        *,
+        ranges: Sequence[tuple[int, int]] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> StagedBlob:
+        """``put_file`` (copy mode) in two steps: read, hash and write a temp now; ``publish()`` later.
+
+        The caller learns the digest before the fsyncs, so it can do other work while they run (the
+        registration path prepares the version's catalog statements) and commit only once
+        ``publish()`` has returned: nothing refers to the blob before it is durable.
+        """
+        src = Path(src)
+        fd = open_source(src)
+        try:
+            before = os.fstat(fd)
+            spans = check_ranges(ranges, before.st_size)
+            copying.advise_sequential(fd)
+            stack = contextlib.ExitStack()
+            temp = stack.enter_context(self._temp(f"storing {src}"))
+            try:
+                got = self._fill(src, fd, temp, before, spans, progress)
+            except BaseException as exc:
+                _unwind(stack, exc)
+                raise
+        finally:
+            os.close(fd)
+        return StagedBlob(self, stack, temp, PutResult(got.sha256, got.nbytes, got.fingerprints, False, self.path(got.sha256)))
 
     def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         shard = os.path.join(self._objects, digest[:2])
         if _size_of(os.path.join(shard, digest)) == len(data):
-            fsync_dir(shard)  # as in _publish: stored, perhaps a moment ago
+            if digest not in self._synced:
+                fsync_dir(shard)  # as in _publish: stored, perhaps a moment ago
+                self._remember_synced(digest)
             return digest
         with self._temp(f"storing {len(data)} bytes") as temp:
             write_all(temp.fd, data)
             self._publish(temp, digest, len(data))
+        self._remember_synced(digest)
         return digest
+
+    def _remember_synced(self, digest: str) -> None:
+        # the same lock file comes with every run of a project: one directory fsync, not one per version
+        if len(self._synced) >= SYNCED_MAX:
+            self._synced.clear()
+        self._synced.add(digest)
 
     def delete(self, digest: str) -> bool:
         path = self.path(digest)
+        self._synced.discard(digest)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -381,6 +473,36 @@ class LocalBlobStore(BlobStore):
 class _Temp:
     path: str
     fd: int = -1
+
+
+class StagedBlob:
+    """A file's bytes hashed and written to a temp (``stage_file``), not yet durable under their name."""
+
+    def __init__(self, store: LocalBlobStore, stack: contextlib.ExitStack, temp: _Temp, result: PutResult) -> None:
+        self.result = result
+        """The digest, size, fingerprints and final path (``existed`` is known only after ``publish``)."""
+        self._store = store
+        self._stack = stack
+        self._temp = temp
+
+    def publish(self) -> PutResult:
+        """fsync the temp, link it into place, fsync the shard: the same steps as ``put_file``."""
+        try:
+            existed = self._store._publish(self._temp, self.result.digest, self.result.size)  # noqa: SLF001
+        except BaseException as exc:
+            _unwind(self._stack, exc)
+            raise
+        self._stack.close()
+        return dataclasses.replace(self.result, existed=existed)
+
+    def discard(self) -> None:
+        """Remove the temp without publishing it."""
+        self._stack.close()
+
+
+def _unwind(stack: contextlib.ExitStack, exc: BaseException) -> None:
+    # hand the failure to the temp's context manager: it removes the temp and names it in the error
+    stack.__exit__(type(exc), exc, exc.__traceback__)
 
 
 def _size_of(path: str) -> int | None:

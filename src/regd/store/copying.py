@@ -16,8 +16,10 @@ writes (``sync_file_range``) was tried and bought nothing measurable; it is not 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import mmap
 import operator
@@ -26,15 +28,24 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import SimpleQueue
+from typing import Any
 
 import xxhash
 
 CHUNK = 1 << 20
 """Bytes per read: small enough to stay in cache between the stages (1-4 MiB measured the same)."""
-RING = 4
-"""Buffers in flight between the reader, the hasher and the writer."""
+RING = 6
+"""Buffers in flight between the reader, the hasher and the writers (16 measured slower: the chunks
+fall out of cache between the reader's copy and the hash)."""
+DIRECT_WRITERS = 3
+"""Threads writing with O_DIRECT into a preallocated file. One write at a time leaves the device idle
+between writes and, when other processes queue I/O on the same disk, waits behind all of it each time.
+Measured on a 2-vCPU ext4 VM, 1 GiB from a cold source while another process writes 64 MiB files:
+2.5-4 s with one writer, 1.9-2.5 s with two, 1.6-1.9 s with three (copy_file_range + fsync: 1.5-2 s).
+The file must be preallocated: extending O_DIRECT writes hold the inode lock (ext4, XFS), so
+writers at the end of the file take turns."""
 PROGRESS_EVERY = 8 << 20
 """Report progress this often: a callback per chunk would cost more than it tells."""
 DIRECT_MIN = 8 << 20
@@ -57,14 +68,16 @@ class Digests:
     sha256: str
     fingerprints: list[str]
     nbytes: int
+    parts: list[bytes] = field(default_factory=list)
+    """SHA-256 (raw) of each ``part_size`` bytes, when asked: an S3 multipart upload's part checksums."""
 
 
 class _Fingerprints:
-    """xxh3_128 of each (offset, length) range, fed chunk by chunk in file order."""
+    """xxh3_128 (or ``new()``) of each (offset, length) range, fed chunk by chunk in file order."""
 
-    def __init__(self, spans: Sequence[tuple[int, int]]) -> None:
+    def __init__(self, spans: Sequence[tuple[int, int]], new: Callable[[], Any] = xxhash.xxh3_128) -> None:
         self._spans = list(spans)
-        self._states = [xxhash.xxh3_128() for _ in self._spans]
+        self._states = [new() for _ in self._spans]
         self._order = sorted((i for i, (_, n) in enumerate(self._spans) if n > 0), key=lambda i: self._spans[i][0])
         self._next = 0
         self._active: list[int] = []
@@ -91,6 +104,9 @@ class _Fingerprints:
     def hexdigests(self) -> list[str]:
         return ["xxh3:" + s.hexdigest() for s in self._states]
 
+    def digests(self) -> list[bytes]:
+        return [s.digest() for s in self._states]
+
 
 class BufferPool:
     """Rings of preallocated read buffers, reused across calls (thread-safe)."""
@@ -114,27 +130,34 @@ class BufferPool:
 
 
 class _Sink:
-    """The destination: O_DIRECT while it works, the page cache otherwise (and for the unaligned tail)."""
+    """The destination: O_DIRECT while it works, the page cache otherwise (and for the unaligned tail).
+
+    Every write names its offset (``pwrite``), so with O_DIRECT several threads can write at once.
+    """
 
     def __init__(self, fd: int, direct: bool) -> None:
         self.fd = fd
         self.direct = direct
+        self.preallocated = 0
+        """Bytes reserved up front (``preallocate``): the file is that long until ``pump`` trims it."""
 
-    def write(self, view: memoryview) -> None:
+    def write(self, view: memoryview, offset: int) -> None:
         if self.direct:
-            if len(view) % DIRECT_ALIGN == 0:
+            if len(view) % DIRECT_ALIGN == 0 and offset % DIRECT_ALIGN == 0:
                 try:
-                    n = os.write(self.fd, view)
+                    n = os.pwrite(self.fd, view, offset)
                 except OSError as e:
                     if e.errno != errno.EINVAL:  # EINVAL: the filesystem turned O_DIRECT down after all
                         raise
                     n = 0
-                view = view[n:]
+                view, offset = view[n:], offset + n
             if view:  # a tail, a short write or a refusal: the rest goes through the page cache
-                set_direct(self.fd, False)
+                # (another writer's O_DIRECT write in flight meanwhile lands either way)
                 self.direct = False
-        if view:
-            write_all(self.fd, view)
+                set_direct(self.fd, False)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
 
 
 def set_direct(fd: int, on: bool) -> bool:
@@ -152,6 +175,31 @@ def write_all(fd: int, view: memoryview | bytes) -> None:
     view = memoryview(view)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = getattr(libc, "fallocate64", None) or libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    return call  # type: ignore[no-any-return]
+
+
+def preallocate(fd: int, size: int) -> bool:
+    """Reserve ``size`` bytes for ``fd`` (fallocate(2), mode 0: the file becomes that long); False
+    where the filesystem cannot. Not ``os.posix_fallocate``: where the filesystem cannot, glibc's
+    writes a zero into every block instead. Running out of space is raised, as the writes would."""
+    call = _fallocate()
+    if call is None or call(fd, 0, 0, size) == 0:
+        return call is not None
+    err = ctypes.get_errno()
+    if err in (errno.ENOSPC, errno.EDQUOT):
+        raise OSError(err, os.strerror(err))
+    return False
 
 
 def reflink(src_fd: int, dst_fd: int) -> int:
@@ -180,8 +228,12 @@ def pump(
     progress: Callable[[int], None] | None = None,
     pool: BufferPool,
     direct: bool = False,
+    part_size: int = 0,
 ) -> Digests:
     """Read ``src_fd`` from offset 0 to EOF once: hash it, fingerprint ``spans``, copy it to ``dst_fd``.
+
+    ``part_size``: also SHA-256 every ``part_size`` bytes up to ``size_hint`` (``Digests.parts``),
+    so an upload of the copy in parts need not read it again to checksum them.
 
     Reads past ``size_hint`` to see EOF, so a file that grew is seen to have grown; but stops one
     chunk past it, so a file that keeps growing (a log, a checkpoint being written) cannot keep it
@@ -190,41 +242,54 @@ def pump(
     """
     sha = hashlib.sha256()
     prints = _Fingerprints(spans)
+    parts = _Fingerprints(
+        [(o, min(part_size, size_hint - o)) for o in range(0, size_hint, part_size)] if part_size > 0 else [],
+        hashlib.sha256,
+    )
     sink = None
     if dst_fd is not None:
         sink = _Sink(dst_fd, direct and size_hint >= DIRECT_MIN and set_direct(dst_fd, True))
+        if sink.direct and preallocate(dst_fd, size_hint):
+            sink.preallocated = size_hint
     ring = pool.take()
     try:
         if size_hint <= CHUNK:
-            done = _pump_inline(src_fd, sink, ring[0], sha, prints, progress, size_hint)
+            done = _pump_inline(src_fd, sink, ring[0], sha, prints, parts, progress, size_hint)
         else:
-            done = _pump_threaded(src_fd, sink, ring, sha, prints, progress, size_hint)
+            done = _pump_threaded(src_fd, sink, ring, sha, prints, parts, progress, size_hint)
     finally:
         pool.give(ring)
-    return Digests(sha.hexdigest(), prints.hexdigests(), done)
+    if sink is not None and sink.preallocated > done:  # the file shrank: keep no reserved zeros
+        os.ftruncate(sink.fd, done)
+    return Digests(sha.hexdigest(), prints.hexdigests(), done, parts.digests() if part_size > 0 else [])
 
 
-def _pump_inline(src_fd, sink, buf, sha, prints, progress, limit) -> int:  # type: ignore[no-untyped-def]
+def _pump_inline(src_fd, sink, buf, sha, prints, parts, progress, limit) -> int:  # type: ignore[no-untyped-def]
     """Small files: a hashing thread costs more than it saves."""
     offset = 0
     while offset <= limit and (n := os.preadv(src_fd, [buf], offset)):
         view = buf[:n]
         sha.update(view)
         prints.feed(offset, view)
+        parts.feed(offset, view)
         if sink is not None:
-            sink.write(view)
+            sink.write(view, offset)
         offset += n
     if progress is not None:
         progress(offset)
     return offset
 
 
-def _pump_threaded(src_fd, sink, ring, sha, prints, progress, limit) -> int:  # type: ignore[no-untyped-def]
+def _pump_threaded(src_fd, sink, ring, sha, prints, parts, progress, limit) -> int:  # type: ignore[no-untyped-def]
     """Three stages over the ring, each in its own thread: read (the caller) -> hash -> write.
 
     A buffer goes back to the reader once the last stage is done with it. A failing stage stops
     taking work, wakes the reader with -1, and passes the end-of-stream marker on; the reader
-    re-raises the first failure.
+    re-raises the first failure. With O_DIRECT into a preallocated file the write stage is
+    ``DIRECT_WRITERS`` threads on one queue (each write at its own offset); otherwise one (buffered
+    writes, and writes past the end of the file, take the inode's lock in turn anyway). Part hashes
+    are fed in file order: by a single writer (a second SHA-256 on the hashing thread would double
+    the pass), else by the hashing thread.
     """
     free: SimpleQueue[int] = SimpleQueue()
     to_hash: SimpleQueue[tuple[int, int, int] | None] = SimpleQueue()
@@ -232,6 +297,8 @@ def _pump_threaded(src_fd, sink, ring, sha, prints, progress, limit) -> int:  # 
     failure: list[BaseException] = []
     for i in range(len(ring)):
         free.put(i)
+
+    writers = (DIRECT_WRITERS if sink.preallocated else 1) if sink is not None else 0
 
     def stage(inbox, outbox, work) -> None:  # type: ignore[no-untyped-def]
         failed = False
@@ -250,16 +317,26 @@ def _pump_threaded(src_fd, sink, ring, sha, prints, progress, limit) -> int:  # 
             else:
                 free.put(item[0])
         if outbox is not None:
-            outbox.put(None)
+            for _ in range(writers):  # one end marker per thread of the next stage
+                outbox.put(None)
+
+    parts_on_writer = writers == 1
 
     def hash_chunk(view: memoryview, offset: int) -> None:
         sha.update(view)
         prints.feed(offset, view)
+        if not parts_on_writer:
+            parts.feed(offset, view)
+
+    def write_chunk(view: memoryview, offset: int) -> None:
+        if parts_on_writer:
+            parts.feed(offset, view)
+        sink.write(view, offset)
 
     hashing = (to_hash, to_write if sink else None, hash_chunk)
     threads = [threading.Thread(target=stage, args=hashing, name="regd-blob-hash", daemon=True)]
-    if sink is not None:
-        writing = (to_write, None, lambda view, _: sink.write(view))
+    writing = (to_write, None, write_chunk)
+    for _ in range(writers):
         threads.append(threading.Thread(target=stage, args=writing, name="regd-blob-write", daemon=True))
     for t in threads:
         t.start()
