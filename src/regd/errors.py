@@ -3,6 +3,7 @@
     RegdError                  -32603 (internal) unless a subclass says otherwise
     ├── NotFound               -32001  a model, version, alias, path or reference that does not exist
     ├── Conflict               -32002  a pinned version already taken, a daemon already running ...
+    │   └── StorageError       -32002  the data dir cannot take the change: no space, read-only, no permission
     ├── GuardFailed            -32003  a promotion refused by policy; ``checks`` lists every result
     ├── PermissionDenied       -32004  the caller's role is not enough; ``role`` names the one needed
     ├── InvalidTransition      -32005  a stage change the state machine forbids; ``allowed`` lists the legal ones
@@ -62,6 +63,15 @@ class Conflict(RegdError):
     """The change clashes with what is already there."""
 
     code = -32002
+
+
+class StorageError(Conflict):
+    """The data dir cannot take the change (no space left, read-only, permission denied); nothing was changed.
+
+    ``data["storage"]`` says which (``no_space``, ``read_only``, ``permission_denied``, ``io_error``) and
+    ``data["path"]`` where. A conflict with the state of the machine rather than a bug: it is refused
+    with -32002 and succeeds once the condition is fixed.
+    """
 
 
 class GuardFailed(RegdError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from regd.diffmodel import Diff
 from regd.domain import (
@@ -36,6 +36,17 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 """Why a change is made; required for every stage change, at most 4 KB."""
 Cursor = Annotated[str, StringConstraints(max_length=512)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot contain a NUL byte")
+    return path
+
+
+PathStr = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)]
+"""A path on the daemon's machine: 1-4096 characters, no NUL byte (no file name can hold one)."""
+MAX_GC_DAYS = 36_500
 
 T = TypeVar("T")
 
@@ -104,7 +115,7 @@ class ReloadResult(Result):
 
 
 class WatchAddParams(Params):
-    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    path: PathStr
     patterns: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
         default=None, max_length=256
     )
@@ -117,7 +128,7 @@ class WatchAddParams(Params):
 
 
 class WatchRemoveParams(Params):
-    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    path: PathStr
 
 
 class WatchList(Result):
@@ -197,7 +208,7 @@ class RegisterMetadata(Params):
     data_version: Annotated[str, StringConstraints(max_length=256)] | None = None
     code_sha: Annotated[str, StringConstraints(max_length=128)] | None = None
     parent: Annotated[str, StringConstraints(max_length=300)] | None = None
-    env_lock: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    env_lock: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_no_nul)] | None = None
     created_by: Annotated[str, StringConstraints(max_length=128)] | None = None
 
     @field_validator("metrics")
@@ -212,7 +223,7 @@ class RegisterMetadata(Params):
 
 
 class RegisterParams(Params):
-    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    path: PathStr
     name: Name | None = None
     metadata: RegisterMetadata | None = None
     progress: bool = False
@@ -400,8 +411,8 @@ class SubscribeResult(Result):
 class GcParams(Params):
     keep_last: int | None = Field(default=None, ge=0, le=1_000_000)
     """Per model, never prune the newest N versions."""
-    older_than_days: float | None = Field(default=None, ge=0)
-    """Only prune versions older than this."""
+    older_than_days: float | None = Field(default=None, ge=0, le=MAX_GC_DAYS, allow_inf_nan=False)
+    """Only prune versions older than this (at most 36,500 days: a century)."""
 
 
 class GcItem(Result):
@@ -430,7 +441,7 @@ class VersionRef(Params):
 class DiffParams(Params):
     a: VersionRef
     b: VersionRef | None = None
-    b_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    b_path: PathStr | None = None
     """Diff against a file or model directory on disk that is not registered."""
 
 

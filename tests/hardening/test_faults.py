@@ -139,7 +139,7 @@ def test_a_blob_larger_than_the_space_left_is_refused_cleanly_and_ingest_resumes
     big = model_file(tmp_path / "big.safetensors", 6 * MiB, 2)
 
     err = refusal(lambda: client.register(big, name="big"))
-    assert err.code in CONTRACT_CODES | {-32603}  # an answer, not a dropped connection (-32603: see the xfail below)
+    assert err.code in CONTRACT_CODES, f"{err.code}: {err.message}"  # an answer, not a dropped connection
     nothing_half_written(d, client, "big")
     still_serving(client, "small")
     client.tag("small", "1.0.0", set={"after": "enospc"})  # the catalog still takes writes
@@ -174,11 +174,8 @@ def test_a_full_disk_under_the_catalog_refuses_changes_and_keeps_serving_reads(s
     db.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a storage OSError (ENOSPC, EROFS) while storing a blob or committing is answered "
-    "-32603 'internal error: OSError/OperationalError', naming neither the cause nor the data dir",
-)
+# a storage OSError (ENOSPC, EROFS) while storing a blob or committing was answered -32603 'internal error:
+# OSError/OperationalError', naming neither the cause nor the data dir
 @pytest.mark.parametrize("where", ["blob", "catalog"])
 def test_a_full_disk_is_refused_with_a_contract_code_that_names_the_cause(small_disk, tmp_path, where):
     d, client, _ = small_disk
@@ -191,13 +188,14 @@ def test_a_full_disk_is_refused_with_a_contract_code_that_names_the_cause(small_
         err = refusal(lambda: client.tag("small", "1.0.0", set={"k": "v"}))
     assert err.code in CONTRACT_CODES, f"{err.code}: {err.message}"
     assert "space" in err.message.lower(), err.message
+    assert str(d.data_dir) in err.message, err.message
+    assert err.data["storage"] == "no_space", err.data
+    if where == "blob":
+        nothing_half_written(d, client, "big")
+    else:
+        assert client.version("small").tags == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a watched file whose ingest failed with ENOSPC is never retried when space returns "
-    "(watcher._worker logs the OSError and forgets the file); only a restart's scan registers it",
-)
 def test_a_file_dropped_while_the_disk_is_full_registers_once_space_returns(small_disk):
     d, client, root = small_disk
     filler = fill(d.data_dir, leave=2 * MiB)
@@ -238,7 +236,7 @@ def test_a_read_only_object_store_refuses_registrations_and_still_serves_reads(d
     new = model_file(tmp_path / "new.safetensors", MiB, 2)
     with read_only(daemon.data_dir / "objects"):
         err = refusal(lambda: client.register(new, name="new"))
-        assert err.code in CONTRACT_CODES | {-32603}  # see the xfail for the message
+        assert err.code in CONTRACT_CODES, f"{err.code}: {err.message}"
         with pytest.raises(NotFound):
             client.call("models.get", {"name": "new"})
         still_serving(client, "small")
@@ -249,11 +247,8 @@ def test_a_read_only_object_store_refuses_registrations_and_still_serves_reads(d
     assert list((daemon.data_dir / "objects" / "tmp").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: registering into a read-only object store is answered -32603 'internal error: OSError' "
-    "without saying the store is read-only",
-)
+# registering into a read-only object store was answered -32603 'internal error: OSError' without saying
+# the store is read-only
 def test_a_read_only_object_store_is_named_in_the_refusal(daemon, tmp_path):
     client = daemon.client()
     new = model_file(tmp_path / "new.safetensors", MiB, 2)
@@ -261,6 +256,7 @@ def test_a_read_only_object_store_is_named_in_the_refusal(daemon, tmp_path):
         err = refusal(lambda: client.register(new, name="new"))
     assert err.code in CONTRACT_CODES, f"{err.code}: {err.message}"
     assert "read-only" in err.message.lower() or "permission" in err.message.lower(), err.message
+    assert str(daemon.data_dir / "objects") in err.message, err.message
 
 
 def test_a_daemon_on_a_read_only_data_dir_refuses_to_start_and_says_why(daemon_factory, tmp_path):
@@ -345,12 +341,9 @@ def test_a_blob_whose_original_changed_is_not_repaired_and_says_why(daemon, tmp_
     assert not client.call("audit.list", {"action": "blob.repaired"})["items"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: integrity.repair_artifact deletes a corrupt blob before it knows the original still "
-    "matches; when it does not, the damaged copy (perhaps the only one, nearly all good bytes) is gone, verify "
-    "says 'missing' from then on, and the changed original was stored as an orphan blob",
-)
+# integrity.repair_artifact deleted a corrupt blob before it knew the original still matched; when it did
+# not, the damaged copy (perhaps the only one, nearly all good bytes) was gone, verify said 'missing' from
+# then on, and the changed original was stored as an orphan blob
 def test_a_failed_repair_leaves_the_corrupt_copy_and_stores_nothing(daemon, tmp_path):
     client = daemon.client()
     src = model_file(tmp_path / "m.safetensors", MiB, 1)
@@ -361,6 +354,9 @@ def test_a_failed_repair_leaves_the_corrupt_copy_and_stores_nothing(daemon, tmp_
     assert item["status"] == "corrupt" and "changed since it was registered" in item["detail"]
     assert Path(v.artifact.stored_path).is_file(), "the corrupt copy was deleted by a repair that could not repair"
     assert client.call("gc.plan")["blobs"] == [], "the changed original was stored as an orphan"
+    (item,) = client.call("versions.verify", {"name": "m"})["items"]
+    assert item["status"] == "corrupt", item  # still the damaged copy, not 'missing'
+    assert not client.call("audit.list", {"action": "blob.repaired"})["items"]
 
 
 def test_a_model_directory_with_a_lost_file_blob_is_repaired_and_its_tree_rebuilt(daemon, tmp_path):

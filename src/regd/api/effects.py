@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from regd.domain import AuditEvent, Stage
+from regd.domain import Artifact, AuditEvent, Stage
 from regd.lifecycle import deploy, guards, hooks
 from regd.store.catalog import AuditDraft, ReadTx
 
@@ -49,13 +49,24 @@ class Effects:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
 
     async def _after(self, row: AuditEvent) -> None:
+        try:
+            await self._follow(row)
+        except Exception:  # one row's failure must not cost the others their pointers and hooks
+            log.exception("effects of audit row %s (%s %s) failed", row.id, row.action, row.model)
+
+    async def _follow(self, row: AuditEvent) -> None:
         assert row.model is not None
         if self.daemon.config.deploy_dir is not None:
             await self.sync_pointers(row.model)
-        if row.action in _STAGE_ACTIONS and row.to and row.to != Stage.ARCHIVED.value:
-            await self._run_hooks(row, Stage(row.to))
-        elif row.action in _STAGE_ACTIONS and row.from_ in (Stage.PRODUCTION.value, Stage.STAGING.value):
-            await self._run_hooks(row, Stage(row.from_))
+        if row.action not in _STAGE_ACTIONS:
+            return
+        if row.action == "version.rolled_back":
+            # from/to hold versions here (the archived one, the restored one): production changed hands
+            await self._run_hooks(row, Stage.PRODUCTION, Stage.PRODUCTION)
+        elif row.to and row.to != Stage.ARCHIVED.value:
+            await self._run_hooks(row, Stage(row.to), Stage(row.to))
+        elif row.from_ in (Stage.PRODUCTION.value, Stage.STAGING.value):
+            await self._run_hooks(row, Stage(row.from_), Stage.ARCHIVED)
 
     async def sync_pointers(self, model: str) -> None:
         """Make the model's pointers match the catalog (serialised per model: the last state wins)."""
@@ -63,13 +74,14 @@ class Effects:
         if deploy_dir is None:
             return
         async with self._locks[model]:
-            def gather(r: ReadTx) -> tuple[object, dict[str, str]]:
+            def gather(r: ReadTx) -> tuple[object, dict[str, Artifact]]:
                 m = r.model(model)
                 wanted = {v for v in [m.production, *m.staging[:1], *m.aliases.values()] if v}
-                return m, {v: r.version(r.row(model, v).id).artifact.stored_path for v in wanted}
+                return m, {v: r.version(r.row(model, v).id).artifact for v in wanted}
 
-            m, paths = await self.daemon.catalog.read(gather)
+            m, artifacts = await self.daemon.catalog.read(gather)
             try:
+                paths = {v: await self.local_path(a) for v, a in artifacts.items()}
                 changed = await asyncio.to_thread(deploy.sync, deploy_dir, model, deploy.desired_pointers(m, paths))  # type: ignore[arg-type]
             except OSError as exc:
                 self.daemon.record_hook_failure(model, "deploy_pointer", str(exc))
@@ -77,6 +89,17 @@ class Effects:
                 return
             if changed:
                 log.info("deploy pointers of %s moved: %s", model, ", ".join(changed))
+
+    async def local_path(self, art: Artifact) -> str:
+        """Where a version's bytes are on this host: the catalog's stored path is the registering
+        host's, so a copy goes through the blob store (with S3: fetched into the local cache first)."""
+        blobs = self.daemon.blobs
+        if art.store_mode != "copy":
+            return art.stored_path  # reference mode: the bytes stay where they were registered
+        if not blobs.remote:
+            return str(blobs.local_path(art.kind, art.digest))
+        files = [(f.path, f.digest) for f in art.files]
+        return str(await asyncio.to_thread(blobs.materialise, art.kind, art.digest, files))
 
     async def sync_all(self) -> None:
         """Repair every model's pointers (at start: a crash may have come between commit and swap)."""
@@ -93,7 +116,8 @@ class Effects:
             if not cursor:
                 return
 
-    async def _run_hooks(self, row: AuditEvent, stage: Stage) -> None:
+    async def _run_hooks(self, row: AuditEvent, stage: Stage, now: Stage) -> None:
+        """Run the hooks of ``stage``'s policies; ``now`` is where the row's version is afterwards."""
         assert row.model is not None
         policies = guards.policies_for(self.daemon.config.policy, row.model, stage)
         if not any(p.on_change or p.webhooks for p in policies):
@@ -101,13 +125,14 @@ class Effects:
         path = None
         if row.version:
             try:
-                path = await self.daemon.catalog.read(
-                    lambda r: r.version(r.row(row.model, row.version).id).artifact.stored_path  # type: ignore[arg-type]
+                art = await self.daemon.catalog.read(
+                    lambda r: r.version(r.row(row.model, row.version).id).artifact  # type: ignore[arg-type]
                 )
+                path = await self.local_path(art)
             except Exception:  # noqa: BLE001 - the hook still runs, without a path
                 path = None
         facts = hooks.ChangeFacts(
-            model=row.model, version=row.version, stage=stage.value if row.to == stage.value else Stage.ARCHIVED.value,
+            model=row.model, version=row.version, stage=now.value,
             path=path, actor=row.actor, reason=row.reason, event=row.action,
         )  # fmt: skip
         jobs = [hooks.run_command(p.on_change, facts, p.hook_timeout_s) for p in policies if p.on_change]

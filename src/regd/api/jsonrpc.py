@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from regd.errors import (
     INTERNAL_ERROR,
@@ -28,8 +29,42 @@ Dispatch = Callable[[str, Any, Any], Awaitable[Any]]
 """(method, params, request id) -> result; raises to answer an error."""
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse strict JSON: Python's NaN, Infinity and numbers that overflow to infinity are refused.
+
+    Accepting them would echo non-JSON back (an ``id`` of NaN) that jq, JavaScript or Go cannot read.
+    """
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _unicode_ok(value: str) -> bool:
+    """False for a string holding a lone surrogate (``"\\ud800"``), which cannot be sent as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+# one encoder for every reply: json.dumps with options builds a new JSONEncoder per call
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+    if type(obj) is int:  # the usual request id
+        return str(obj)
+    return _ENCODER.encode(obj)
 
 
 def error_response(req_id: Any, code: int, message: str, data: Any = None) -> str:
@@ -39,15 +74,24 @@ def error_response(req_id: Any, code: int, message: str, data: Any = None) -> st
     return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
 
 
+def _body(value: Any) -> str:
+    if not isinstance(value, BaseModel):
+        return _dumps(value)
+    try:
+        # pydantic models serialise themselves (faster than dumping a dict and re-encoding it)
+        return value.model_dump_json()
+    except PydanticSerializationError:
+        # a str that is not UTF-8 (a file name's undecodable bytes, kept as lone surrogates): the
+        # slow path keeps it, and the connection writes it as a JSON escape
+        return _dumps(value.model_dump(mode="json"))
+
+
 def result_response(req_id: Any, result: Any) -> str:
-    # pydantic models serialise themselves (faster than dumping a dict and re-encoding it)
-    body = result.model_dump_json() if isinstance(result, BaseModel) else _dumps(result)
-    return f'{{"jsonrpc":"2.0","id":{_dumps(req_id)},"result":{body}}}'
+    return f'{{"jsonrpc":"2.0","id":{_dumps(req_id)},"result":{_body(result)}}}'
 
 
 def notification(method: str, params: Any) -> str:
-    body = params.model_dump_json() if isinstance(params, BaseModel) else _dumps(params)
-    return f'{{"jsonrpc":"2.0","method":{_dumps(method)},"params":{body}}}'
+    return f'{{"jsonrpc":"2.0","method":{_dumps(method)},"params":{_body(params)}}}'
 
 
 def validation_data(exc: ValidationError) -> list[dict[str, Any]]:
@@ -68,7 +112,7 @@ def exception_to_error(req_id: Any, exc: BaseException) -> str:
 async def handle_message(raw: bytes, dispatch: Dispatch) -> str | None:
     """Answer one line: a request, a notification or a batch; None when nothing is owed."""
     try:
-        msg = json.loads(raw)
+        msg = loads(raw)
     except (ValueError, RecursionError) as exc:
         return error_response(None, PARSE_ERROR, f"parse error: {exc}" if isinstance(exc, ValueError) else "parse error: too deeply nested")
     if isinstance(msg, list):
@@ -84,6 +128,7 @@ async def _handle_one(msg: Any, dispatch: Dispatch) -> str | None:
         return error_response(None, INVALID_REQUEST, "invalid request: expected an object")
     req_id = msg.get("id", _MISSING)
     id_ok = req_id is _MISSING or req_id is None or (isinstance(req_id, (str, int, float)) and not isinstance(req_id, bool))
+    id_ok = id_ok and not (isinstance(req_id, str) and not _unicode_ok(req_id))  # it must be echoed as UTF-8
     reply_id = req_id if id_ok and req_id is not _MISSING else None
     problem = None
     if msg.get("jsonrpc") != "2.0":
@@ -91,7 +136,7 @@ async def _handle_one(msg: Any, dispatch: Dispatch) -> str | None:
     elif not isinstance(msg.get("method"), str):
         problem = 'invalid request: "method" must be a string'
     elif not id_ok:
-        problem = 'invalid request: "id" must be a string, a number or null'
+        problem = 'invalid request: "id" must be a string (valid Unicode), a number or null'
     elif "params" in msg and not isinstance(msg["params"], (dict, list)):
         problem = 'invalid request: "params" must be an object or an array'
     elif set(msg) - {"jsonrpc", "method", "params", "id"}:

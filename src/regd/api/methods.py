@@ -6,6 +6,8 @@ Dispatch validates params against the protocol model, checks the caller's role, 
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,11 +18,13 @@ from regd.api.peercred import Caller
 from regd.domain import Role
 from regd.errors import MethodNotFound, PermissionDenied
 from regd.protocol import METHODS
+from regd.store.failures import storage_error
 
 if TYPE_CHECKING:
     from regd.api.daemon import Daemon
     from regd.api.server import Connection
 
+log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[["Call", Any], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -104,4 +108,12 @@ async def dispatch(call: Call, method: str, raw_params: Any) -> Any:
         raise MethodNotFound(f"no method {method!r}; rpc.discover lists them", {"method": method})
     require_role(call, METHODS[method].role, method)
     params = bind_params(method, raw_params)
-    return await fn(call, params)
+    try:
+        return await fn(call, params)
+    except (OSError, sqlite3.OperationalError) as exc:
+        # a full disk or a read-only data dir is the machine's state, not a bug: say so (-32002), not -32603
+        mapped = storage_error(exc, call.daemon.config.data_dir, getattr(call.daemon.catalog, "path", None))
+        if mapped is None:
+            raise
+        log.warning("%s refused: %s", method, mapped.message)
+        raise mapped from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from typing import Any
 
@@ -36,9 +37,23 @@ def key_value(text: str) -> tuple[str, str]:
 def metric(text: str) -> tuple[str, float]:
     key, value = key_value(text)
     try:
-        return key, float(value)
+        number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: a metric's value must be a number") from None
+    if not math.isfinite(number):  # JSON has no NaN or infinity, and neither does a guard's comparison
+        raise argparse.ArgumentTypeError(f"{text!r}: a metric's value must be a finite number")
+    return key, number
+
+
+def days(text: str) -> float:
+    """A number of days for --older-than: finite, from 0 to 100 years (what the API accepts)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days") from None
+    if not 0 <= number <= 36500:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days from 0 to 36500")
+    return number
 
 
 def param(text: str) -> tuple[str, Any]:

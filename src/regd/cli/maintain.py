@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from regd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, output
-from regd.cli.args import client, parse_ref
+from regd.cli.args import client, days, parse_ref
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                                    "  regd gc --keep-last 5 --older-than 30 --yes")  # fmt: skip
     p.add_argument("--dry-run", "-n", action="store_true", help="show what would be freed; change nothing")
     p.add_argument("--keep-last", type=int, metavar="N", help="per model, keep the newest N versions' bytes")
-    p.add_argument("--older-than", type=float, metavar="DAYS", help="only prune versions older than DAYS")
+    p.add_argument("--older-than", type=days, metavar="DAYS", help="only prune versions older than DAYS")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_gc)
 

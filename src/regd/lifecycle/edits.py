@@ -25,25 +25,26 @@ def tag(tx: WriteTx, name: str, ref: str, set_: dict[str, str], remove: list[str
 def set_alias(tx: WriteTx, name: str, alias: str, ref: str, actor: str, reason: str | None) -> ModelAliases:
     """Point ``alias`` at a version, recording the move in the alias history."""
     row = tx.row(name, ref)
+    aliases = tx.aliases_of(row.model_id)  # before the move: it names the version the alias leaves
     previous = tx.set_alias(row.model_id, alias, row.id, actor, reason)
-    from_version = tx.row_by_id(previous).version if previous is not None else None
     if previous != row.id:
         tx.append_audit(
-            AuditDraft(actor=actor, action="alias.set", model=name, version=row.version, from_=from_version,
+            AuditDraft(actor=actor, action="alias.set", model=name, version=row.version, from_=aliases.get(alias),
                        to=row.version, reason=reason, details={"alias": alias})  # fmt: skip
         )
-    return ModelAliases(name=name, aliases=tx.model(name).aliases)
+    aliases[alias] = row.version
+    return ModelAliases(name=name, aliases=dict(sorted(aliases.items())))
 
 
 def delete_alias(tx: WriteTx, name: str, alias: str, actor: str, reason: str | None) -> ModelAliases:
     """Remove an alias (its history stays)."""
     model_id = tx.model_id(name)
-    previous = tx.delete_alias(model_id, alias, actor, reason)
+    previous = tx.row_by_id(tx.delete_alias(model_id, alias, actor, reason)).version
     tx.append_audit(
-        AuditDraft(actor=actor, action="alias.deleted", model=name, version=tx.row_by_id(previous).version,
-                   from_=tx.row_by_id(previous).version, reason=reason, details={"alias": alias})  # fmt: skip
+        AuditDraft(actor=actor, action="alias.deleted", model=name, version=previous, from_=previous, reason=reason,
+                   details={"alias": alias})  # fmt: skip
     )
-    return ModelAliases(name=name, aliases=tx.model(name).aliases)
+    return ModelAliases(name=name, aliases=tx.aliases_of(model_id))
 
 
 def deprecate(tx: WriteTx, name: str, reason: str, actor: str) -> Model:

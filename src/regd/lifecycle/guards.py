@@ -16,10 +16,18 @@ from regd.domain import GuardResult, Stage, Version
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """What ``max_regression`` compares a candidate with: the production version's number and metrics."""
+
+    version: str
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
 class GuardContext:
     """What the checks look at besides the version itself."""
 
-    production: Version | None
+    production: Baseline | None
     """The current production version (for ``max_regression``), if any other than the candidate."""
     approvers: list[str]
     """Distinct approvers of the candidate, registrant excluded."""
@@ -69,7 +77,7 @@ def _thresholds(policy: StagePolicy, version: Version) -> list[GuardResult]:
     return out
 
 
-def _regressions(policy: StagePolicy, version: Version, production: Version | None, lower: set[str]) -> list[GuardResult]:
+def _regressions(policy: StagePolicy, version: Version, production: Baseline | None, lower: set[str]) -> list[GuardResult]:
     out = []
     for metric, epsilon in policy.max_regression.items():
         rule = f"max_regression {metric} {epsilon:g}"

@@ -33,14 +33,21 @@ class Outcome:
         return self.result
 
 
-def _context(r: ReadTx, row: VersionRow) -> guards.GuardContext:
-    prod = r.production_row(row.model_id)
-    production = r.version(prod.id) if prod is not None and prod.id != row.id else None
-    approvers = sorted({a for a, _, _ in r.approvals(row.id) if a != row.created_by})
-    was_staged = row.stage == Stage.STAGING or any(
-        h.version_id == row.id and h.to_stage == Stage.STAGING for h in r.stage_history(row.model_id)
+def _context(
+    r: ReadTx, row: VersionRow, policies: list[StagePolicy], production: VersionRow | None
+) -> guards.GuardContext:
+    """What the guards of ``policies`` look at, read only when one of them looks (each is a query)."""
+    regression = any(p.max_regression for p in policies)
+    prod = None
+    if regression and production is not None and production.id != row.id:
+        prod = guards.Baseline(production.version, r.metrics_of(production.id))  # not a whole version read
+    approvers = (
+        sorted({a for a, _, _ in r.approvals(row.id) if a != row.created_by}) if any(p.approvals for p in policies) else []
     )
-    return guards.GuardContext(production=production, approvers=approvers, was_staged=was_staged)
+    staged = row.stage == Stage.STAGING or (
+        any("staged" in p.require for p in policies) and r.was_in_stage(row.id, Stage.STAGING)
+    )
+    return guards.GuardContext(production=prod, approvers=approvers, was_staged=staged)
 
 
 def check(r: ReadTx, name: str, ref: str, stage: Stage, policies: list[StagePolicy]) -> CheckResult:
@@ -53,7 +60,7 @@ def check(r: ReadTx, name: str, ref: str, stage: Stage, policies: list[StagePoli
         results.append(GuardResult(rule="transition", passed=True, detail=f"{row.stage.value} -> {stage.value}"))
     except InvalidTransition as exc:
         results.append(GuardResult(rule="transition", passed=False, detail=exc.message))
-    results += guards.evaluate(policies, version, _context(r, row))
+    results += guards.evaluate(policies, version, _context(r, row, policies, r.production_row(row.model_id)))
     return CheckResult(name=name, version=row.version, stage=stage, passed=all(c.passed for c in results), checks=results)
 
 
@@ -77,7 +84,8 @@ def promote(
     row = tx.row(name, ref)
     stages.check_transition(name, row.version, row.stage, stage)
     version = tx.version(row.id)
-    checks = guards.evaluate(policies, version, _context(tx, row))
+    current = tx.production_row(row.model_id)
+    checks = guards.evaluate(policies, version, _context(tx, row, policies, current))
     failed = [c for c in checks if not c.passed]
     if failed and not force:
         tx.append_audit(
@@ -92,7 +100,6 @@ def promote(
         )
     demoted = None
     if stage == Stage.PRODUCTION:
-        current = tx.production_row(row.model_id)
         if current is not None:
             tx.set_stage(current, Stage.ARCHIVED, action="demote", actor=actor, reason=f"replaced by {row.version}: {reason}")
             tx.append_audit(
@@ -102,8 +109,10 @@ def promote(
             )
             demoted = current.version
     tx.set_stage(row, stage, action="force" if failed else "promote", actor=actor, reason=reason)
+    rolled_back = row.rolled_back
     if stage == Stage.PRODUCTION and row.rolled_back:
         tx.mark_rolled_back(row.id, False)  # promoted again on purpose: no longer skipped by rollback
+        rolled_back = False
     details: dict[str, object] = {"action": "promote", "checks": len(checks)}
     if demoted:
         details["demoted"] = demoted
@@ -115,8 +124,10 @@ def promote(
     )
     return Outcome(
         result=PromoteResult(
-            version=tx.version(row.id), from_=row.stage, to=stage, demoted=demoted, checks=checks, forced=bool(failed)
-        )
+            # the version read above with what this change made of it, not read a second time
+            version=version.model_copy(update={"stage": stage, "rolled_back": rolled_back}),
+            from_=row.stage, to=stage, demoted=demoted, checks=checks, forced=bool(failed),
+        )  # fmt: skip
     )
 
 
@@ -155,19 +166,19 @@ def rollback(tx: WriteTx, name: str, to: str | None, *, reason: str, actor: str)
     """Put back the previous production version (from the stage history) and archive the current one."""
     model_id = tx.model_id(name)
     current = tx.production_row(model_id)
-    history = tx.stage_history(model_id)
-    ever_production = [h.version_id for h in history if h.to_stage == Stage.PRODUCTION]
+    history = tx.production_history(model_id)  # only the moves into production, not the whole history
+    ever_production = [vid for vid, _, _ in history]
     if to is not None:
         target = tx.row(name, to)
         if target.id not in ever_production:
             raise InvalidTransition(
                 f"{name} {target.version} was never in production: rollback only returns to earlier production versions",
-                {"name": name, "version": target.version, "allowed": _previous_versions(tx, ever_production, current)},
+                {"name": name, "version": target.version, "allowed": _previous_versions(history, current)},
             )
         if current is not None and target.id == current.id:
             raise InvalidTransition(f"{name} {target.version} is already in production", {"allowed": []})
     else:
-        target_id = _previous_production(tx, ever_production, current)
+        target_id = _previous_production(history, current)
         if target_id is None:
             raise InvalidTransition(
                 f"{name} has no earlier production version to roll back to", {"name": name, "allowed": []}
@@ -186,24 +197,21 @@ def rollback(tx: WriteTx, name: str, to: str | None, *, reason: str, actor: str)
     return RollbackResult(restored=tx.version(target.id), archived=tx.version(current.id) if current is not None else None)
 
 
-def _previous_production(tx: ReadTx, ever: list[int], current: VersionRow | None) -> int | None:
+def _previous_production(history: list[tuple[int, str, bool]], current: VersionRow | None) -> int | None:
     """The version in production before the current one, skipping versions rolled back as bad."""
-    for version_id in reversed(ever):
+    for version_id, _, rolled_back in reversed(history):
         if current is not None and version_id == current.id:
             continue
-        row = tx.row_by_id(version_id)
-        if not row.rolled_back:
+        if not rolled_back:
             return version_id
     return None
 
 
-def _previous_versions(tx: ReadTx, ever: list[int], current: VersionRow | None) -> list[str]:
+def _previous_versions(history: list[tuple[int, str, bool]], current: VersionRow | None) -> list[str]:
     seen: list[str] = []
-    for version_id in reversed(ever):
+    for version_id, version, _ in reversed(history):
         if current is not None and version_id == current.id:
             continue
-        v = tx.row_by_id(version_id).version
-        if v not in seen:
-            seen.append(v)
+        if version not in seen:
+            seen.append(version)
     return seen
-

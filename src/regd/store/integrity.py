@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,18 @@ def verify_artifact(blobs: BlobStore, art: StoredArtifact) -> VerifyItem:
         return item.model_copy(update={"status": "pruned", "detail": "bytes freed by gc"})
     if art.store_mode == "reference":
         return _verify_reference(blobs, art, item)
+    # the catalog's stored path is the registering host's: this host's copy is the store's to say
+    local = blobs.local_path(art.kind, art.digest)
+    item = item.model_copy(update={"path": str(local)})
     if art.kind == "directory":
+        # a remote store's tree is a cache, built here only once someone loads the version
+        check_links = not blobs.remote or local.is_dir()
         problems = []
         for f in art.files:
             state = blobs.verify(f.digest)
             if state != "ok":
                 problems.append((state, f.path))
-            elif not (Path(art.stored_path) / f.path).is_file():
+            elif check_links and not (local / f.path).is_file():
                 problems.append(("missing", f"{f.path} (tree link)"))
         if problems:
             status = "corrupt" if any(s == "corrupt" for s, _ in problems) else "missing"
@@ -43,18 +47,32 @@ def repair_artifact(blobs: BlobStore, art: StoredArtifact, item: VerifyItem) -> 
         return item
     source = Path(art.source_path)
     wanted = [(source / f.path, f.digest) for f in art.files] if art.kind == "directory" else [(source, art.digest)]
+    damaged = [(path, digest) for path, digest in wanted if blobs.verify(digest) != "ok"]
+
+    def refuse(why: str) -> VerifyItem:
+        return item.model_copy(update={"detail": f"{item.detail}; cannot repair: {why}"})
+
+    # hash every original first (storing nothing): a damaged copy, nearly all good bytes and perhaps the
+    # only ones left, goes only once a good one is certain to take its place
+    for path, digest in damaged:
+        try:
+            got = blobs.put_file(path, copy=False)
+        except (OSError, SourceChanged, ValueError) as exc:
+            return refuse(f"{path}: {exc}")
+        if got.digest != digest:
+            return refuse(f"{path} has changed since it was registered")
     fixed = 0
-    for path, digest in wanted:
-        if blobs.verify(digest) == "ok":
-            continue
+    for path, digest in damaged:
         if blobs.exists(digest):
             blobs.delete(digest)  # a corrupt copy must go before a good one can take its name
         try:
             got = blobs.put_file(path)
         except (OSError, SourceChanged, ValueError) as exc:
-            return item.model_copy(update={"detail": f"{item.detail}; cannot repair: {path}: {exc}"})
-        if got.digest != digest:
-            return item.model_copy(update={"detail": f"{item.detail}; cannot repair: {path} has changed since it was registered"})
+            return refuse(f"{path}: {exc}")
+        if got.digest != digest:  # it changed between the check and the copy
+            if not got.existed:
+                blobs.delete(got.digest)  # stored only just now, for nothing: no orphan left
+            return refuse(f"{path} changed while it was being repaired")
         fixed += 1
     if art.kind == "directory":
         blobs.delete_tree(art.digest)
@@ -97,9 +115,8 @@ def plan_sweep(blobs: BlobStore, referenced: set[str], live_trees: set[str], rea
     for digest in blobs.digests():
         if digest in referenced:
             continue
-        try:
-            size = os.stat(blobs.path(digest)).st_size
-        except FileNotFoundError:
+        size = blobs.size(digest)  # not a path: with S3 that would download every orphan to stat it
+        if size is None:
             continue
         items.append(GcItem(digest=digest, size=size, reason=reasons.get(digest, "orphan")))
     stale_trees = [d for d in blobs.tree_digests() if d not in live_trees]

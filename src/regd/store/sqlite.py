@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from regd.domain import AuditEvent
 from regd.store.catalog import CommitListener, ReadTx, WriteTx
 from regd.store.migrations import migrate
 from regd.store.sqlite_read import SQLiteReader
@@ -105,7 +106,10 @@ class SQLiteCatalog:
                 result = fn(tx)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # a COMMIT that failed (SQLITE_FULL, an I/O error) may have rolled back already: a ROLLBACK
+                # then raises "no transaction is active" and would hide the reason (the disk is full)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             self._writes += 1
             if self._writes % OPTIMIZE_EVERY == 0:
@@ -115,12 +119,17 @@ class SQLiteCatalog:
 
         result = await _run(self._writer, body)
         if tx_holder and tx_holder[0].appended:
-            for listener in self._listeners:
-                try:
-                    listener(tx_holder[0].appended)
-                except Exception:  # a broken listener must not undo a committed change
-                    log.exception("commit listener failed")
+            # on the loop's next pass, in commit order: the reply to the change goes out first (events and
+            # effects are scheduled work anyway), and no later message is read before they have run
+            asyncio.get_running_loop().call_soon(self._notify, tx_holder[0].appended)
         return result
+
+    def _notify(self, rows: list[AuditEvent]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(rows)
+            except Exception:  # a broken listener must not undo a committed change
+                log.exception("commit listener failed")
 
     async def execute_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Run one statement on the writer (maintenance and tests: integrity_check, optimize)."""

@@ -180,26 +180,32 @@ class SQLiteWriter(SQLiteReader):
 
     def add_watch(self, spec: WatchSpec) -> None:
         self.conn.execute(
-            "INSERT INTO watches (path, spec) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET spec = excluded.spec",
-            (spec.path, spec.model_dump_json()),
+            "INSERT INTO watches (host, owner, path, spec) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (host, owner, path) DO UPDATE SET spec = excluded.spec",
+            (*self.scope, spec.path, spec.model_dump_json()),
         )
 
     def remove_watch(self, path: str) -> bool:
-        return self.conn.execute("DELETE FROM watches WHERE path = ?", (path,)).rowcount == 1
+        cur = self.conn.execute("DELETE FROM watches WHERE host = ? AND owner = ? AND path = ?", (*self.scope, path))
+        return cur.rowcount == 1
 
     def mark_seen(self, path: str, size: int, mtime_ns: int, inode: int, digest: str | None, outcome: str,
                   detail: str | None) -> None:  # fmt: skip
         self.conn.execute(
-            "INSERT INTO ingest_seen (path, size, mtime_ns, inode, digest, outcome, detail, at) VALUES (?,?,?,?,?,?,?,?) "
-            "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
-            "digest = excluded.digest, outcome = excluded.outcome, detail = excluded.detail, at = excluded.at",
-            (path, size, mtime_ns, inode, digest, outcome, detail, now_us()),
+            "INSERT INTO ingest_seen (host, owner, path, size, mtime_ns, inode, digest, outcome, detail, at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (host, owner, path) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, inode = excluded.inode, digest = excluded.digest, "
+            "outcome = excluded.outcome, detail = excluded.detail, at = excluded.at",
+            (*self.scope, path, size, mtime_ns, inode, digest, outcome, detail, now_us()),
         )
 
     # ------------------------------------------------------------------ audit
 
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
-        last = self._one("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        # the chain's tail: this transaction's own last row when it already appended one (a promotion
+        # appends two), else the table's; the writer holds the write lock, so nobody appends in between
+        tail = self.appended[-1] if self.appended else None
+        last = (tail.id, tail.hash) if tail else self._one("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
         prev_hash = last[1] if last else auditchain.GENESIS
         row_id = (last[0] if last else 0) + 1
         at = now_us()

@@ -18,6 +18,7 @@ from regd.protocol import (
     VersionGetParams,
     VersionsListParams,
 )
+from regd.store.blobs import BlobStore
 
 
 @handler("versions.list")
@@ -34,12 +35,11 @@ async def versions_get(call: Call, p: VersionGetParams) -> Version:
     return await _local(call.daemon.blobs, version, fetch=p.fetch)
 
 
-async def _local(blobs: object, version: Version, *, fetch: bool) -> Version:
+async def _local(blobs: BlobStore, version: Version, *, fetch: bool) -> Version:
     """The version with ``stored_path`` on this host: with a team store the catalog holds the path on
     the host that registered it, and the bytes are here only once fetched into the local cache."""
-    materialise = getattr(blobs, "materialise", None)  # a store whose bytes live elsewhere (S3)
     art = version.artifact
-    if materialise is None or art.store_mode != "copy":
+    if not blobs.remote or art.store_mode != "copy":
         return version
     if fetch:
         if any(w.code == "pruned" for w in version.warnings):
@@ -47,12 +47,12 @@ async def _local(blobs: object, version: Version, *, fetch: bool) -> Version:
                            {"name": version.model, "version": version.version})  # fmt: skip
         files = [(f.path, f.digest) for f in art.files]
         try:
-            path = await asyncio.to_thread(materialise, art.kind, art.digest, files)
+            path = await asyncio.to_thread(blobs.materialise, art.kind, art.digest, files)
         except FileNotFoundError as exc:
             raise NotFound(f"{version.model} {version.version}: {exc}",
                            {"name": version.model, "version": version.version}) from None  # fmt: skip
     else:
-        path = blobs.tree_path(art.digest) if art.kind == "directory" else blobs.cache.path(art.digest)  # type: ignore[attr-defined]
+        path = blobs.local_path(art.kind, art.digest)
     return version.model_copy(update={"artifact": art.model_copy(update={"stored_path": str(path)})})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from regd.api.methods import Call, handler
@@ -22,11 +23,30 @@ async def watch_list(call: Call, _: NoParams) -> WatchList:
     return _listing(call)
 
 
-def _check_root(raw: str, data_dir: Path) -> Path:
-    path = Path(raw).expanduser()
+def _expand(raw: str) -> Path:
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # ~someone-unknown
+        raise InvalidParams(f"cannot expand {raw!r}: no such user", {"path": raw}) from None
+
+
+def _resolve(raw: str) -> Path:
+    """The absolute, symlink-free path of a watch root; -32602 for one that cannot be resolved."""
+    path = _expand(raw)
     if not path.is_absolute():
-        raise InvalidParams(f"watch paths must be absolute (got {raw!r}); the CLI makes them so")
-    resolved = path.resolve()
+        raise InvalidParams(f"watch paths must be absolute (got {raw!r}); the CLI makes them so", {"path": raw})
+    try:
+        resolved = path.resolve()
+        resolved.exists()  # a name over NAME_MAX, an unsearchable parent ... fail here, not later
+    except RuntimeError as exc:  # a symlink loop (Python < 3.13)
+        raise InvalidParams(f"cannot resolve {raw}: {exc}", {"path": raw}) from None
+    except OSError as exc:
+        raise InvalidParams(f"cannot resolve {raw}: {exc.strerror or exc}", {"path": raw}) from None
+    return resolved
+
+
+def _check_root(raw: str, data_dir: Path) -> Path:
+    resolved = _resolve(raw)
     data = data_dir.resolve()
     if resolved == data or data in resolved.parents:
         raise InvalidParams(f"{raw} is inside regd's data dir ({data}): watch your training output instead")
@@ -61,7 +81,13 @@ async def watch_add(call: Call, p: WatchAddParams) -> WatchList:
 @handler("watch.remove")
 async def watch_remove(call: Call, p: WatchRemoveParams) -> WatchList:
     d = call.daemon
-    path = str(Path(p.path).expanduser().resolve())
+    try:
+        path = str(await asyncio.to_thread(_resolve, p.path))
+    except InvalidParams:
+        # a root that has since become unresolvable (replaced by a symlink loop) is still removable by its name
+        path = os.path.abspath(_expand(p.path))
+        if not d.registrar.watcher or path not in d.registrar.watcher.roots:
+            raise
     root = d.registrar.watcher.roots.get(path) if d.registrar.watcher else None
     if root is None:
         raise NotFound(f"{p.path} is not watched", {"path": p.path})
