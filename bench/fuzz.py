@@ -86,9 +86,11 @@ def run(quick: bool) -> Section:
         "\n".join(lines),
         (
             f"- -32603 answers outside the known bugs: {'see the failures below' if failed else '0'} (limit 0). "
-            "Known-bug inputs sent: "
-            + (", ".join(f"{k} {v}" for k, v in sorted(known.items())) or "none")
-            + " (each pinned by a strict xfail in `tests/hardening/test_fuzz_rpc.py`)."
+            + (
+                "Known-bug inputs sent: " + ", ".join(f"{k} {v}" for k, v in sorted(known.items()))
+                + " (each pinned by a strict xfail in `tests/hardening/test_fuzz_rpc.py`)."
+                if known else "No input was exempted: `KNOWN_BUGS` in `tests/hardening/test_fuzz_rpc.py` is empty."
+            )
         ),
         (
             "Format fuzzers: mutated real files of every format (interesting integers at length fields, splices between "
