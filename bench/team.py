@@ -15,9 +15,6 @@ production; run as the user ``regdpg`` under root) and moto's S3 server in its o
 from __future__ import annotations
 
 import contextlib
-import glob
-import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -32,6 +29,7 @@ from pathlib import Path
 
 from bench.common import Section, daemon, median
 from bench.fixtures import Conn, Row, big_model, small_model, table, touch_tail, within
+from tests.team.services import free_port, pg_bin, pg_run_as
 
 
 @dataclass
@@ -46,39 +44,17 @@ QUICK = Plan(rounds=30, upload_bytes=128 << 20, upload_rounds=2)
 DAEMONS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin(name: str) -> str | None:
-    """``name`` on PATH, else from the newest /usr/lib/postgresql/<version>/bin (Debian keeps it off PATH)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
-    candidates.sort(key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")])
-    return candidates[-1] if candidates else None
-
-
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL server; the URL of an empty database on it."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise RuntimeError("PostgreSQL is not installed (initdb, pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
-    user = None
-    if os.geteuid() == 0:
-        user = "regdpg"
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+    user = pg_run_as()
     root = Path(tempfile.mkdtemp(prefix="regd-bench-pg-", dir="/tmp"))  # reachable by that user
     if user:
         shutil.chown(root, user)
-    port = _free_port()
+    port = free_port()
     subprocess.run([initdb, "-D", str(root / "db"), "-U", "regd", "--auth=trust", "-E", "UTF8"], check=True,
                    capture_output=True, user=user)  # fmt: skip
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100"
@@ -98,7 +74,7 @@ def postgres() -> Iterator[str]:
 @contextlib.contextmanager
 def s3_server() -> Iterator[str]:
     """moto's S3 server in a process of its own (not sharing this one's GIL); its endpoint."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
                              "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"

@@ -9,12 +9,9 @@ are skipped, saying why, only when the programs are absent.
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,37 +21,7 @@ from pathlib import Path
 
 import pytest
 
-PG_USER = "regdpg"
-"""Who runs the server when the tests run as root."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin(name: str) -> str | None:
-    """``name`` on PATH, else from the newest /usr/lib/postgresql/<version>/bin (Debian keeps it off PATH)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
-    # by version number, not as text: "9.6" must not win over "15"
-    candidates.sort(key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")])
-    return candidates[-1] if candidates else None
-
-
-def _run_as() -> str | None:
-    """The user to run PostgreSQL as: ourselves, or ``regdpg`` (created if need be) under root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(PG_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
-                       check=True, capture_output=True)  # fmt: skip
-    return PG_USER
+from tests.team.services import free_port, pg_bin, pg_run_as
 
 
 @dataclass
@@ -77,18 +44,18 @@ class PgServer:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("psycopg is not installed: pip install 'regd[team]'")
-    user = _run_as()
+    user = pg_run_as()
     root = Path(tempfile.mkdtemp(prefix="regd-pg-", dir="/tmp"))
     if user:
         shutil.chown(root, user)
-    port = _free_port()
+    port = free_port()
     data = root / "db"
     subprocess.run([initdb, "-D", str(data), "-U", "regd", "--auth=trust", "-E", "UTF8", "--no-sync"],
                    check=True, capture_output=True, user=user)  # fmt: skip
@@ -143,7 +110,7 @@ def s3_server() -> Iterator[S3Server]:
         from moto.server import ThreadedMotoServer
     except ImportError:
         pytest.skip("moto[server] and boto3 are not installed: pip install 'regd[team]' 'moto[server]'")
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     s3 = S3Server(f"http://127.0.0.1:{port}")
