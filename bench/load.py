@@ -20,14 +20,15 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Section, daemon, median, ms, pct
+from regd.store.sqlite import CACHE_KIB, READERS
 from tests.hardening.test_load import READS, WRITES, LoadResult, check_after, run_load
 
 FULL = {"solo": 20.0, "load": 60.0, "soak": 600.0, "rss_every": 5.0}
 QUICK = {"solo": 5.0, "load": 15.0, "soak": 60.0, "rss_every": 2.0}
 FLAT_MIB_PER_MIN = 0.5
 """A daemon whose RSS still climbs faster than this in the soak's second half is leaking."""
-SQLITE_CACHES_MIB = 3 * 16
-"""What SQLite's page caches may legitimately take as the catalog grows: 1 writer + 2 readers, 16 MiB each."""
+SQLITE_CACHES_MIB = (1 + READERS) * CACHE_KIB // 1024
+"""What SQLite's page caches may legitimately take as the catalog grows: 1 writer + the readers, each capped."""
 
 
 def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
@@ -121,7 +122,7 @@ def run(quick: bool) -> Section:
             f"{len(soak.registered):,} registrations; answers: {soak_codes}). VmRSS {start:.1f} MiB at the start, "
             f"peak {peak:.1f} MiB, {end:.1f} MiB at the end; slope after a {warm:.0f} s warm-up {slope_all:+.2f} MiB/min, "
             f"in the second half {slope_half:+.2f} MiB/min; registry.db and its WAL grew to {db_mib:.1f} MiB (SQLite "
-            f"caches up to 16 MiB of it per connection, 3 connections). Samples (s: MiB): "
+            f"caches up to {CACHE_KIB // 1024} MiB of it per connection, {1 + READERS} connections). Samples (s: MiB): "
             + ", ".join(f"{t:.0f}: {v / 1024:.1f}" for t, v in soak.rss[:: max(1, len(soak.rss) // 12)]) + "."
         ),
     ]
