@@ -102,6 +102,8 @@ class DaemonStatus(Result):
     counts: Counts
     ingest: IngestQueue
     hook_failures: list[HookFailure] = Field(default_factory=list)
+    subscribers: int = 0
+    """Connections following ``events.subscribe`` now (TUIs, scripts)."""
     actor: str
     role: Role
 

@@ -271,8 +271,10 @@ def test_webhooks_are_signed_and_retried(daemon_factory, tmp_path):
 
 def test_events_are_published_for_every_change(daemon, tmp_path):
     client = daemon.client()
+    assert client.status()["subscribers"] == 0
     listener = daemon.client(timeout=20)
     events = listener.events(["version", "alias"])
+    assert client.status()["subscribers"] == 1  # the client subscribes before it returns
     register(client, tmp_path, 1)
     promote(client, "1.0.0")
     client.set_alias("fraud", "champion", "1.0.0")

@@ -62,6 +62,11 @@ async def test_the_feed_reconnects_after_a_daemon_restart(fresh, tmp_path):
     app = make_app(fresh)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
+        # the feed subscribes a moment after the first screen: restart only once it follows, or
+        # there is no connection to lose (it would simply subscribe to the new daemon)
+        watcher = Client(fresh.socket)
+        await wait_until(pilot, lambda: watcher.status()["subscribers"] >= 1, what="the live feed subscribed")
+        watcher.close()
         await run_in_thread(fresh.restart)
         await wait_until(pilot, lambda: any("connected to regd" in n for n in notifications(app)), what="reconnection")
         assert any("lost the daemon" in n for n in notifications(app))

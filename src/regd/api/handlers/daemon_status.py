@@ -32,6 +32,7 @@ async def daemon_status(call: Call, _: NoParams) -> DaemonStatus:
         counts=Counts(models=models, versions=versions),
         ingest=d.registrar.tracker.snapshot(),
         hook_failures=list(d.hook_failures),
+        subscribers=d.bus.subscribers,
         actor=call.caller.name,
         role=call.caller.role,
     )
