@@ -245,11 +245,8 @@ class LocalBlobStore(BlobStore):
         """``BlobStore.put_file``; ``part_size(size)``, if given, asks for ``PutResult.parts`` as well
         (copy mode only): what the S3 store checksums a multipart upload with, hashed in the same pass."""
         src = Path(src)
-        fd = open_source(src)
+        fd, before, spans = _open_for_reading(src, ranges)
         try:
-            before = os.fstat(fd)
-            spans = check_ranges(ranges, before.st_size)
-            copying.advise_sequential(fd)
             if not copy:
                 got = copying.pump(fd, None, size_hint=before.st_size, spans=spans, progress=progress, pool=self._pool)
                 check_unchanged(src, fd, before, got.nbytes)
@@ -293,11 +290,8 @@ class LocalBlobStore(BlobStore):
         ``publish()`` has returned: nothing refers to the blob before it is durable.
         """
         src = Path(src)
-        fd = open_source(src)
+        fd, before, spans = _open_for_reading(src, ranges)
         try:
-            before = os.fstat(fd)
-            spans = check_ranges(ranges, before.st_size)
-            copying.advise_sequential(fd)
             stack = contextlib.ExitStack()
             temp = stack.enter_context(self._temp(f"storing {src}"))
             try:
@@ -498,6 +492,20 @@ class StagedBlob:
     def discard(self) -> None:
         """Remove the temp without publishing it."""
         self._stack.close()
+
+
+def _open_for_reading(src: Path, ranges: Sequence[tuple[int, int]]) -> tuple[int, os.stat_result, list[tuple[int, int]]]:
+    """Open a source to store or hash: its fd (the caller closes it), its stat before reading, and
+    the fingerprint ranges checked against its size before a byte is read."""
+    fd = open_source(src)
+    try:
+        before = os.fstat(fd)
+        spans = check_ranges(ranges, before.st_size)
+        copying.advise_sequential(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, before, spans
 
 
 def _unwind(stack: contextlib.ExitStack, exc: BaseException) -> None:
