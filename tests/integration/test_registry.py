@@ -244,3 +244,35 @@ def test_a_stale_socket_is_replaced(daemon_factory):
     s.close()  # a socket file nobody listens on: what kill -9 leaves behind
     d.start()
     assert d.client().status()["pid"] == d.proc.pid
+
+
+def test_lists_and_searches_show_every_change_at_once(client, tmp_path):
+    """Summaries are rendered once and reused while nothing changes (store/summary_cache.py): every
+    kind of change must still show in the very next list and search, on every reader connection."""
+    for i in range(3):
+        client.register(weights(tmp_path / f"{i}.safetensors", i), name="m", tags={"team": "risk"})
+
+    def seen() -> dict[str, dict]:
+        found = [client.call("versions.search", {"filter": "tags.team = 'risk'"})["items"] for _ in range(3)]
+        listed = [client.call("versions.list", {"name": "m"})["items"] for _ in range(3)]
+        assert all(p == found[0] for p in found) and all(p == listed[0] for p in listed), "reader connections disagree"
+        assert all(s in listed[0] for s in found[0])
+        return {s["version"]: s for s in found[0]}
+
+    assert seen()["1.0.0"]["tags"] == {"team": "risk"}
+    client.tag("m", "1.0.0", set={"team": "risk", "x": "1"})
+    assert seen()["1.0.0"]["tags"] == {"team": "risk", "x": "1"}
+    client.set_alias("m", "champion", "1.0.0")
+    assert seen()["1.0.0"]["aliases"] == ["champion"]
+    client.set_alias("m", "champion", "1.1.0")
+    assert seen()["1.0.0"]["aliases"] == [] and seen()["1.1.0"]["aliases"] == ["champion"]
+    client.call("aliases.delete", {"name": "m", "alias": "champion"})
+    assert seen()["1.1.0"]["aliases"] == []
+    client.call("versions.promote", {"name": "m", "version": "1.0.0", "stage": "production", "reason": "r"})
+    assert seen()["1.0.0"]["stage"] == "production"
+    client.call("versions.promote", {"name": "m", "version": "1.1.0", "stage": "production", "reason": "r"})
+    assert seen()["1.0.0"]["stage"] == "archived" and seen()["1.1.0"]["stage"] == "production"
+    client.call("gc.run", {"keep_last": 0})  # 1.2.0 is neither in a stage nor aliased: its bytes go
+    assert seen()["1.2.0"]["warnings"][-1] == "pruned"
+    client.tag("m", "1.2.0", remove=["team"])
+    assert "1.2.0" not in seen()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from regd.domain import Artifact, AuditEvent, Stage
 from regd.lifecycle import deploy, guards, hooks
-from regd.store.catalog import AuditDraft, ReadTx
+from regd.store.catalog import AuditDraft, ReadTx, StoredArtifact
 
 if TYPE_CHECKING:
     from regd.api.daemon import Daemon
@@ -74,10 +74,12 @@ class Effects:
         if deploy_dir is None:
             return
         async with self._locks[model]:
-            def gather(r: ReadTx) -> tuple[object, dict[str, Artifact]]:
+            def gather(r: ReadTx) -> tuple[object, dict[str, StoredArtifact]]:
                 m = r.model(model)
                 wanted = {v for v in [m.production, *m.staging[:1], *m.aliases.values()] if v}
-                return m, {v: r.version(r.row(model, v).id).artifact for v in wanted}
+                # where each version's bytes are, and nothing more (not the whole version: this runs
+                # between a promotion's reply and its pointer moving)
+                return m, {v: r.artifacts(model, v)[0] for v in wanted}
 
             m, artifacts = await self.daemon.catalog.read(gather)
             try:
@@ -90,7 +92,7 @@ class Effects:
             if changed:
                 log.info("deploy pointers of %s moved: %s", model, ", ".join(changed))
 
-    async def local_path(self, art: Artifact) -> str:
+    async def local_path(self, art: Artifact | StoredArtifact) -> str:
         """Where a version's bytes are on this host: the catalog's stored path is the registering
         host's, so a copy goes through the blob store (with S3: fetched into the local cache first)."""
         blobs = self.daemon.blobs
@@ -125,9 +127,7 @@ class Effects:
         path = None
         if row.version:
             try:
-                art = await self.daemon.catalog.read(
-                    lambda r: r.version(r.row(row.model, row.version).id).artifact  # type: ignore[arg-type]
-                )
+                art = await self.daemon.catalog.read(lambda r: r.artifacts(row.model, row.version)[0])
                 path = await self.local_path(art)
             except Exception:  # noqa: BLE001 - the hook still runs, without a path
                 path = None

@@ -74,7 +74,23 @@ def error_response(req_id: Any, code: int, message: str, data: Any = None) -> st
     return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
 
 
+class Rendered:
+    """A result already rendered as JSON text (a page of cached summaries), sent as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def page_of_rendered(items: list[str], next_cursor: str | None) -> Rendered:
+    """A ``Page`` whose items are JSON texts: the same bytes ``Page.model_dump_json()`` would give."""
+    return Rendered(f'{{"items":[{",".join(items)}],"next_cursor":{_dumps(next_cursor)}}}')
+
+
 def _body(value: Any) -> str:
+    if type(value) is Rendered:
+        return value.text
     if not isinstance(value, BaseModel):
         return _dumps(value)
     try:

@@ -22,6 +22,7 @@ from regd.store.catalog import CommitListener, ReadTx, WriteTx
 from regd.store.migrations import migrate
 from regd.store.sqlite_read import SQLiteReader
 from regd.store.sqlite_write import SQLiteWriter
+from regd.store.summary_cache import SummaryCache
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class SQLiteCatalog:
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
+        self._summary_caches: dict[int, SummaryCache] = {}
+        """Per reader connection (by id): each is only touched on that connection's thread."""
         self._listeners: list[CommitListener] = []
         self._writes = 0
 
@@ -70,6 +73,7 @@ class SQLiteCatalog:
             reader = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
             await _run(reader, lambda c: _configure(c, reader=True))
             self._all_readers.append(reader)
+            self._summary_caches[id(reader)] = SummaryCache()
             self._readers.put_nowait(reader)
 
     async def close(self) -> None:
@@ -95,7 +99,8 @@ class SQLiteCatalog:
         """Run ``fn`` against one consistent snapshot on a free reader connection."""
         conn = await self._readers.get()
         try:
-            return await _run(conn, lambda c: _in_read_tx(c, fn))
+            cache = self._summary_caches[id(conn)]
+            return await _run(conn, lambda c: _in_read_tx(c, fn, cache))
         finally:
             self._readers.put_nowait(conn)
 
@@ -144,11 +149,11 @@ class SQLiteCatalog:
         return await _run(self._writer, lambda c: c.execute(sql, params).fetchall())
 
 
-def _in_read_tx(conn: sqlite3.Connection, fn: Callable[[ReadTx], T]) -> T:
+def _in_read_tx(conn: sqlite3.Connection, fn: Callable[[ReadTx], T], cache: SummaryCache | None = None) -> T:
     # a read transaction pins one WAL snapshot, so a multi-query read sees a single moment
     conn.execute("BEGIN")
     try:
-        return fn(SQLiteReader(conn))
+        return fn(SQLiteReader(conn, cache))
     finally:
         conn.execute("COMMIT")
 

@@ -35,17 +35,26 @@ from regd.errors import NotFound
 from regd.store import cursors
 from regd.store.catalog import AliasChange, PageOf, SeenEntry, StageChange, StoredArtifact, VersionRow
 from regd.store.search import CompiledFilter, CompiledOrder, compile_filter, compile_order
+from regd.store.summary_cache import SummaryCache, render
 from regd.store.times import to_dt, to_us
 
 _ROW_COLS = (
     "v.id, v.model_id, m.name, v.version, v.major, v.minor, v.patch, v.stage, v.digest, "
     "v.signature_digest, v.created_by, v.created_at, v.rolled_back, v.pruned_at"
 )
-_SUMMARY_COLS = "v.id, m.name, v.version, v.stage, v.format, v.digest, v.size, v.warnings, v.created_at, v.created_by"
+_SUMMARY_COLS = (
+    "v.id, m.name, v.version, v.stage, v.format, v.digest, v.size, v.warnings, v.created_at, v.created_by, v.pruned_at"
+)
 
 
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _warning_codes(warnings: str, pruned_at: int | None) -> list[str]:
+    """A summary's warning codes: those stored at registration, then ``pruned`` as ``version`` adds it."""
+    codes = [] if warnings == "[]" else [w["code"] for w in json.loads(warnings)]
+    return codes if pruned_at is None else [*codes, "pruned"]
 
 
 def _version_row(r: Sequence[Any]) -> VersionRow:
@@ -71,8 +80,10 @@ class SQLiteReader:
     """(host, owner) of the watches and ``ingest_seen`` rows read and written: the embedded store is
     one daemon's own (''); a shared catalog sets its daemon's (issue 9)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, summary_cache: SummaryCache | None = None) -> None:
         self.conn = conn
+        self.summary_cache = summary_cache
+        """This connection's rendered summaries (SQLite readers only: it relies on ``PRAGMA data_version``)."""
 
     def _compiled(self, filter_text: str, order_by: str | None) -> tuple[CompiledFilter, CompiledOrder]:
         """The search filter and order as SQL for this database."""
@@ -303,11 +314,15 @@ class SQLiteReader:
             created_at=to_dt(created_at), created_by=created_by,
         )  # fmt: skip
 
-    def _summaries(self, rows: list[Any]) -> list[VersionSummary]:
-        if not rows:
+    def _summaries(self, ids: list[int]) -> list[VersionSummary]:
+        """The versions' summaries, in the order of ``ids``."""
+        if not ids:
             return []
-        ids = [r[0] for r in rows]
         marks = _placeholders(len(ids))
+        found = {r[0]: r for r in self._all(
+            f"SELECT {_SUMMARY_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.id IN ({marks})", ids
+        )}  # fmt: skip
+        rows = [found[i] for i in ids]
         metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
         tags: dict[int, dict[str, str]] = {i: {} for i in ids}
         aliases: dict[int, list[str]] = {i: [] for i in ids}
@@ -324,15 +339,37 @@ class SQLiteReader:
             {
                 "model": name, "version": ver, "stage": stage, "aliases": aliases[vid], "format": fmt, "digest": digest,
                 "size": size, "metrics": metrics[vid], "tags": tags[vid],
-                "warnings": [] if warnings == "[]" else [w["code"] for w in json.loads(warnings)],
+                "warnings": _warning_codes(warnings, pruned_at),
                 "created_at": to_dt(created_at), "created_by": created_by,
             }
-            for vid, name, ver, stage, fmt, digest, size, warnings, created_at, created_by in rows
+            for vid, name, ver, stage, fmt, digest, size, warnings, created_at, created_by, pruned_at in rows
         ])  # fmt: skip
+
+    def _rendered(self, ids: list[int]) -> list[str]:
+        """The versions' summaries as JSON text, from this connection's cache when it has one."""
+        if self.summary_cache is None:
+            return [render(s) for s in self._summaries(ids)]
+        if not ids:
+            return []
+        (state,) = self._one("PRAGMA data_version")  # after the page's query: this snapshot's version
+        return self.summary_cache.rendered(state, ids, self._summaries)
 
     def versions(
         self, name: str, *, stage: Stage | None, newest_first: bool, limit: int, cursor: str | None
     ) -> PageOf[VersionSummary]:
+        ids, next_cursor = self._version_rows(name, stage, newest_first, limit, cursor)
+        return PageOf(self._summaries(ids), next_cursor)
+
+    def versions_json(
+        self, name: str, *, stage: Stage | None, newest_first: bool, limit: int, cursor: str | None
+    ) -> PageOf[str]:
+        ids, next_cursor = self._version_rows(name, stage, newest_first, limit, cursor)
+        return PageOf(self._rendered(ids), next_cursor)
+
+    def _version_rows(
+        self, name: str, stage: Stage | None, newest_first: bool, limit: int, cursor: str | None
+    ) -> tuple[list[int], str | None]:
+        """One page of the model's version ids, and the next page's cursor."""
         mid = self.model_id(name)
         where, params = ["v.model_id = ?"], [mid]
         if stage is not None:
@@ -344,15 +381,25 @@ class SQLiteReader:
             params.append(after)
         order = "DESC" if newest_first else "ASC"
         rows = self._all(
-            f"SELECT {_SUMMARY_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
-            f"WHERE {' AND '.join(where)} ORDER BY v.id {order} LIMIT ?",
+            f"SELECT v.id FROM versions v WHERE {' AND '.join(where)} ORDER BY v.id {order} LIMIT ?",
             [*params, limit + 1],
         )
         more = len(rows) > limit
-        rows = rows[:limit]
-        return PageOf(self._summaries(rows), cursors.encode(rows[-1][0]) if more else None)
+        ids = [r[0] for r in rows[:limit]]
+        return ids, cursors.encode(ids[-1]) if more else None
 
     def search(self, filter_text: str, order_by: str | None, limit: int, cursor: str | None) -> PageOf[VersionSummary]:
+        ids, next_cursor = self._search_rows(filter_text, order_by, limit, cursor)
+        return PageOf(self._summaries(ids), next_cursor)
+
+    def search_json(self, filter_text: str, order_by: str | None, limit: int, cursor: str | None) -> PageOf[str]:
+        ids, next_cursor = self._search_rows(filter_text, order_by, limit, cursor)
+        return PageOf(self._rendered(ids), next_cursor)
+
+    def _search_rows(
+        self, filter_text: str, order_by: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[int], str | None]:
+        """One page of the matching version ids, and the next page's cursor."""
         flt, order = self._compiled(filter_text, order_by)
         where, params = [flt.where], list(flt.params)
         direction = "DESC" if order.descending else "ASC"
@@ -365,13 +412,13 @@ class SQLiteReader:
             sql = (
                 # CROSS JOIN pins versions as the outer loop: with statistics, SQLite otherwise puts
                 # models outside for range filters and runs 10x slower (the filter never names m)
-                f"SELECT {_SUMMARY_COLS} FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
+                f"SELECT v.id FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
                 f"WHERE {' AND '.join(f'({w})' for w in where)} ORDER BY v.id {direction} LIMIT ?"
             )
             rows = self._all(sql, [*params, limit + 1])
             more = len(rows) > limit
-            rows = rows[:limit]
-            return PageOf(self._summaries(rows), cursors.encode(rows[-1][0]) if more else None)
+            ids = [r[0] for r in rows[:limit]]
+            return ids, cursors.encode(ids[-1]) if more else None
         # ordered by a computed key: versions lacking it sort last; the cursor carries (is_null, key, id)
         key = order.expr
         if cursor:
@@ -383,7 +430,7 @@ class SQLiteReader:
                 where.append(f"(({key}) IS NULL OR ({key}) {cmp} ? OR (({key}) = ? AND v.id {cmp} ?))")
                 params.extend([*order.params, *order.params, value, *order.params, value, after])
         sql = (
-            f"SELECT {_SUMMARY_COLS}, ({key}) AS sort_key FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
+            f"SELECT v.id, ({key}) AS sort_key FROM versions v {self._PINNED_JOIN} models m ON m.id = v.model_id "
             f"WHERE {' AND '.join(f'({w})' for w in where)} "
             f"ORDER BY sort_key {direction} NULLS LAST, v.id {direction} LIMIT ?"
         )
@@ -394,7 +441,7 @@ class SQLiteReader:
         if more:
             last = rows[-1]
             next_cursor = cursors.encode(1 if last[-1] is None else 0, last[-1], last[0])
-        return PageOf(self._summaries([r[:-1] for r in rows]), next_cursor)
+        return [r[0] for r in rows], next_cursor
 
     # ------------------------------------------------------------------ history, approvals, audit
 

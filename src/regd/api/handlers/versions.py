@@ -6,11 +6,10 @@ import asyncio
 
 from regd.api import jsonrpc
 from regd.api.methods import Call, handler
-from regd.domain import Version, VersionSummary
+from regd.domain import Version
 from regd.errors import NotFound
 from regd.lifecycle import edits
 from regd.protocol import (
-    Page,
     RegisterParams,
     RegisterResult,
     SearchParams,
@@ -22,11 +21,12 @@ from regd.store.blobs import BlobStore
 
 
 @handler("versions.list")
-async def versions_list(call: Call, p: VersionsListParams) -> Page[VersionSummary]:
+async def versions_list(call: Call, p: VersionsListParams) -> jsonrpc.Rendered:
+    """A ``Page[VersionSummary]``, its items rendered by the catalog (see ``store/summary_cache.py``)."""
     page = await call.daemon.catalog.read(
-        lambda r: r.versions(p.name, stage=p.stage, newest_first=p.order == "newest", limit=p.limit, cursor=p.cursor)
+        lambda r: r.versions_json(p.name, stage=p.stage, newest_first=p.order == "newest", limit=p.limit, cursor=p.cursor)
     )
-    return Page[VersionSummary](items=page.items, next_cursor=page.next_cursor)
+    return jsonrpc.page_of_rendered(page.items, page.next_cursor)
 
 
 @handler("versions.get")
@@ -57,9 +57,10 @@ async def _local(blobs: BlobStore, version: Version, *, fetch: bool) -> Version:
 
 
 @handler("versions.search")
-async def versions_search(call: Call, p: SearchParams) -> Page[VersionSummary]:
-    page = await call.daemon.catalog.read(lambda r: r.search(p.filter, p.order_by, p.limit, p.cursor))
-    return Page[VersionSummary](items=page.items, next_cursor=page.next_cursor)
+async def versions_search(call: Call, p: SearchParams) -> jsonrpc.Rendered:
+    """A ``Page[VersionSummary]``, its items rendered by the catalog (see ``store/summary_cache.py``)."""
+    page = await call.daemon.catalog.read(lambda r: r.search_json(p.filter, p.order_by, p.limit, p.cursor))
+    return jsonrpc.page_of_rendered(page.items, page.next_cursor)
 
 
 @handler("versions.register")
