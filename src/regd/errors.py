@@ -47,7 +47,10 @@ class RegdError(Exception):
         """Turn a JSON-RPC error object back into the matching class (the client's side)."""
         code = error.get("code", INTERNAL_ERROR)
         cls = _BY_CODE.get(code, RegdError)
-        exc = cls(str(error.get("message", "")), error.get("data"))
+        data = error.get("data")
+        if cls is Conflict and isinstance(data, dict) and "storage" in data:
+            cls = StorageError  # the same code; its data says the machine's storage refused
+        exc = cls(str(error.get("message", "")), data)
         if exc.code != code:  # a code we have no class for (-32603, or a newer daemon's)
             exc.code = code  # type: ignore[misc]
         return exc
@@ -68,8 +71,9 @@ class Conflict(RegdError):
 class StorageError(Conflict):
     """The data dir cannot take the change (no space left, read-only, permission denied); nothing was changed.
 
-    ``data["storage"]`` says which (``no_space``, ``read_only``, ``permission_denied``, ``io_error``) and
-    ``data["path"]`` where. A conflict with the state of the machine rather than a bug: it is refused
+    ``data["storage"]`` says which (``no_space``, ``read_only``, ``permission_denied``, ``io_error``; with a
+    PostgreSQL catalog also ``insufficient_resources`` and ``unreachable``) and ``data["path"]`` (or
+    ``data["catalog"]``) where. A conflict with the state of the machine rather than a bug: it is refused
     with -32002 and succeeds once the condition is fixed.
     """
 

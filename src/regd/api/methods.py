@@ -7,7 +7,6 @@ Dispatch validates params against the protocol model, checks the caller's role, 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -110,9 +109,11 @@ async def dispatch(call: Call, method: str, raw_params: Any) -> Any:
     params = bind_params(method, raw_params)
     try:
         return await fn(call, params)
-    except (OSError, sqlite3.OperationalError) as exc:
-        # a full disk or a read-only data dir is the machine's state, not a bug: say so (-32002), not -32603
-        mapped = storage_error(exc, call.daemon.config.data_dir, getattr(call.daemon.catalog, "path", None))
+    except Exception as exc:
+        # a full disk, a read-only data dir or an unreachable database is the machine's state, not a
+        # bug: say so (-32002), not -32603; anything else goes on as it was raised
+        catalog = call.daemon.catalog
+        mapped = storage_error(exc, call.daemon.config.data_dir, getattr(catalog, "path", None), getattr(catalog, "url", None))
         if mapped is None:
             raise
         log.warning("%s refused: %s", method, mapped.message)

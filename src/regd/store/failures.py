@@ -2,7 +2,7 @@
 
 The blob store and the catalog raise what the OS and SQLite raise: ``OSError`` (ENOSPC, EROFS,
 EACCES ...) and ``sqlite3.OperationalError`` ("database or disk is full", "attempt to write a
-readonly database"). Both leave nothing half-written (a temp is removed, a transaction rolled back),
+readonly database"); a PostgreSQL catalog raises psycopg errors, told apart by their SQLSTATE. Both leave nothing half-written (a temp is removed, a transaction rolled back),
 so the request is refused as a conflict with the state of the machine, naming the cause and where.
 """
 
@@ -31,10 +31,28 @@ _SQLITE_CAUSES = {
 }
 
 
-def storage_error(exc: BaseException, data_dir: Path, catalog_path: Path | None = None) -> RegdError | None:
+_PG_CAUSES = {  # SQLSTATE, or its class (the first two characters), -> (kind, cause)
+    "53100": ("no_space", "no space left on the PostgreSQL server (disk full)"),
+    "53200": ("insufficient_resources", "the PostgreSQL server is out of memory"),
+    "53300": ("insufficient_resources", "the PostgreSQL server has too many connections"),
+    "53": ("insufficient_resources", "the PostgreSQL server is out of resources"),
+    "25006": ("read_only", "read-only (the database refuses writes: a standby, or default_transaction_read_only)"),
+    "42501": ("permission_denied", "permission denied (the database role may not write there)"),
+    "57P01": ("unreachable", "the PostgreSQL server is shutting down"),
+    "57P02": ("unreachable", "the PostgreSQL server crashed"),
+    "57P03": ("unreachable", "the PostgreSQL server is not accepting connections yet"),
+    "08": ("unreachable", "the connection to PostgreSQL failed"),
+}
+
+
+def storage_error(
+    exc: BaseException, data_dir: Path, catalog_path: Path | None = None, catalog_url: str | None = None
+) -> RegdError | None:
     """The contract error for a storage failure ``exc``, or None when it is something else (a bug)."""
     if isinstance(exc, sqlite3.OperationalError):
         return _from_sqlite(exc, data_dir, catalog_path)
+    if type(exc).__module__.partition(".")[0] == "psycopg":  # not imported here: the team extra is optional
+        return _from_postgres(exc, catalog_url or "(PostgreSQL)")
     if not isinstance(exc, OSError) or exc.errno not in _OS_CAUSES:
         return None
     kind, cause = _OS_CAUSES[exc.errno]
@@ -74,6 +92,23 @@ def _from_sqlite(exc: sqlite3.OperationalError, data_dir: Path, catalog_path: Pa
         f"cannot write the catalog {path}: {cause}; nothing was changed",
         {"storage": kind, "path": path, "sqlite": name or str(exc)},
     )
+
+
+def _from_postgres(exc: BaseException, url: str) -> RegdError | None:
+    state = getattr(exc, "sqlstate", None) or ""
+    found = _PG_CAUSES.get(state) or _PG_CAUSES.get(state[:2])
+    if found is None and not state and type(exc).__name__ == "OperationalError":
+        found = ("unreachable", "the connection to PostgreSQL was lost")  # no SQLSTATE: the server never answered
+    if found is None:
+        return None
+    kind, cause = found
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if kind == "unreachable":
+        # the outcome of a COMMIT whose answer was lost is unknown to the client: say so, never "nothing changed"
+        message = f"cannot reach the catalog {url}: {cause}; regd reconnects on the next call, and a change that was in flight may or may not have been made (`regd audit` shows)"
+    else:
+        message = f"cannot write the catalog {url}: {cause}; nothing was changed"
+    return StorageError(message, {"storage": kind, "catalog": url, "sqlstate": state or None, "detail": detail})
 
 
 def _filename(exc: OSError) -> str | None:

@@ -29,6 +29,7 @@ import contextlib
 import getpass
 import logging
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -82,6 +83,16 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server has sent something to an idle connection: when it ends a session it says
+    so ("terminating connection ...") and closes the socket, which psycopg notices only on the next
+    query, failing it. Checking first (one poll, no round trip) lets that query go out on a new one."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
 class _Worker:
     """One psycopg connection and the one thread that uses it."""
 
@@ -93,6 +104,8 @@ class _Worker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
+        if conn is not None and not (conn.closed or conn.broken) and _hung_up(conn):
+            conn.close()  # the server ended it while idle (a restart, pg_terminate_backend, a timeout)
         if conn is None or conn.closed or conn.broken:
             conn = psycopg.connect(self._url, autocommit=True, application_name="regd")
             if self._setup:
