@@ -376,6 +376,48 @@ def test_a_model_directory_with_a_lost_file_blob_is_repaired_and_its_tree_rebuil
     assert (tree / weights.path).read_bytes() == (src / weights.path).read_bytes()
 
 
+def fill_up(path: Path) -> Path:
+    """Fill the filesystem to its last page (``fill`` stops within a 64 KiB block of the end)."""
+    filler = fill(path, leave=0)
+    fd = os.open(filler, os.O_WRONLY | os.O_APPEND)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+# integrity.repair_artifact deleted a damaged blob before storing the good one: when that failed (a full
+# disk), the blob's name was gone, and with it, for a model directory, the only way back to its bytes
+def test_a_repair_on_a_full_disk_keeps_the_damaged_copy_and_works_once_space_returns(small_disk, tmp_path):
+    d, client, _ = small_disk
+    src = tmp_path / "bert"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    model_file(src / "model.safetensors", MiB, 7)
+    v = client.register(src, name="bert")
+    weights = next(f for f in v.artifact.files if f.path == "model.safetensors")
+    blob = d.data_dir / "objects" / "sha256" / weights.digest[:2] / weights.digest
+    corrupt(blob)  # the tree's hard link shares it: deleting the blob's name frees no space
+    filler = fill_up(d.data_dir)
+
+    (item,) = client.call("versions.verify", {"name": "bert", "repair": True})["items"]
+    assert item["status"] == "corrupt" and "cannot repair" in item["detail"], item
+    assert "space" in item["detail"].lower(), item
+    assert blob.is_file(), "the damaged copy's name was removed by a repair that could not store the good one"
+    (item,) = client.call("versions.verify", {"name": "bert"})["items"]
+    assert item["status"] == "corrupt", item  # still the damaged copy, not 'missing'
+    assert list((d.data_dir / "objects" / "tmp").iterdir()) == [], "a temp was left in objects/tmp"
+
+    filler.unlink()
+    (item,) = client.call("versions.verify", {"name": "bert", "repair": True})["items"]
+    assert item["status"] == "repaired", item
+    assert client.call("versions.verify", {"name": "bert"})["ok"]
+    assert (Path(v.artifact.stored_path) / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
 def test_repair_needs_no_restart_and_racing_registrations_still_verify(daemon, tmp_path):
     """Repair while registrations of the same bytes arrive: the store ends with one good blob."""
     client = daemon.client()

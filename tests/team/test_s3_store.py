@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from regd.store.blobs import LocalBlobStore
+from regd.store.catalog import StoredArtifact
 from regd.store.trees import manifest
 from tests.modelfiles import write_hf_dir, write_safetensors
 
@@ -96,6 +97,25 @@ def test_a_corrupt_object_is_never_cached_and_verify_says_so(store, s3_server, b
     assert store.delete(digest)
     assert store.verify(digest) == "missing" and not store.exists(digest)
     assert not store.delete(digest)
+
+
+def test_a_repair_replaces_a_corrupt_object_of_the_same_size(store, s3_server, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from regd.store.integrity import repair_artifact, verify_artifact
+
+    src = _file(tmp_path / "m.bin", 100_000)
+    got = store.put_file(src)
+    flipped = bytearray(src.read_bytes())
+    flipped[50_000] ^= 0xFF
+    s3_server.client().put_object(Bucket=bucket, Key=store.key(got.digest), Body=bytes(flipped))
+    art = StoredArtifact(version_id=1, model="m", version="1.0.0", digest=got.digest, kind="file", store_mode="copy",
+                         stored_path=str(got.path), source_path=str(src), files=[], pruned=False)  # fmt: skip
+    item = verify_artifact(store, art)
+    assert item.status == "corrupt"
+    # same size: a plain put would take the object for the blob and leave it; a repair uploads again
+    assert store.put_file(src).existed
+    assert repair_artifact(store, art, item).status == "repaired"
+    assert _object(s3_server, bucket, store.key(got.digest)) == src.read_bytes()
+    assert verify_artifact(store, art).status == "ok"
 
 
 def test_a_corrupt_cached_copy_is_dropped_by_verify(store) -> None:  # type: ignore[no-untyped-def]

@@ -81,6 +81,7 @@ class BlobStore(Protocol):
         ranges: Sequence[tuple[int, int]] = (),
         copy: bool = True,
         progress: Callable[[int], None] | None = None,
+        replace: bool = False,
     ) -> PutResult:
         """Store (``copy=True``) or only hash a regular file in one read pass.
 
@@ -90,6 +91,9 @@ class BlobStore(Protocol):
             copy: False is reference mode: hash and fingerprint only, store nothing.
             progress: called from the calling thread with the cumulative bytes read, every
                 few MiB and once at the end.
+            replace: store the bytes even where a blob of their digest is present (a damaged one,
+                ``verify --repair``): the new blob takes its name atomically once durable, so the
+                old one stays in place if anything fails first (a full disk).
 
         Raises:
             SourceChanged: the file changed while it was read.
@@ -240,6 +244,7 @@ class LocalBlobStore(BlobStore):
         ranges: Sequence[tuple[int, int]] = (),
         copy: bool = True,
         progress: Callable[[int], None] | None = None,
+        replace: bool = False,
         part_size: Callable[[int], int] | None = None,
     ) -> PutResult:
         """``BlobStore.put_file``; ``part_size(size)``, if given, asks for ``PutResult.parts`` as well
@@ -252,14 +257,14 @@ class LocalBlobStore(BlobStore):
                 check_unchanged(src, fd, before, got.nbytes)
                 return PutResult(got.sha256, got.nbytes, got.fingerprints, self.exists(got.sha256), None)
             parts = part_size(before.st_size) if part_size is not None else 0
-            return self._store_file(src, fd, before, spans, progress, parts)
+            return self._store_file(src, fd, before, spans, progress, parts, replace)
         finally:
             os.close(fd)
 
-    def _store_file(self, src, fd, before, spans, progress, part_size=0) -> PutResult:  # type: ignore[no-untyped-def]
+    def _store_file(self, src, fd, before, spans, progress, part_size=0, replace=False) -> PutResult:  # type: ignore[no-untyped-def]
         with self._temp(f"storing {src}") as temp:
             got = self._fill(src, fd, temp, before, spans, progress, part_size)
-            existed = self._publish(temp, got.sha256, got.nbytes)
+            existed = self._publish(temp, got.sha256, got.nbytes, replace)
         return PutResult(got.sha256, got.nbytes, got.fingerprints, existed, self.path(got.sha256), got.parts)
 
     def _fill(self, src, fd, temp, before, spans, progress, part_size=0) -> copying.Digests:  # type: ignore[no-untyped-def]
@@ -408,19 +413,20 @@ class LocalBlobStore(BlobStore):
             with self._lock:
                 self._inflight.discard(path)
 
-    def _publish(self, temp: _Temp, digest: str, size: int) -> bool:
+    def _publish(self, temp: _Temp, digest: str, size: int, replace: bool = False) -> bool:
         """Make the written temp the blob of ``digest``; True if that blob already existed.
 
         Closes the temp's fd. Linked, not renamed, into place: link never replaces, so a blob stored
         meanwhile by another writer is left as it is. A same-named file of the wrong size is
-        not that blob (the store was tampered with) and is replaced.
+        not that blob (the store was tampered with) and is replaced; with ``replace``, so is one of
+        the right size (a repair: its bytes are damaged).
         """
         shard = os.path.join(self._objects, digest[:2])
         final = os.path.join(shard, digest)
         tmp, tfd = temp.path, temp.fd
         temp.fd = -1
         present = _size_of(final)
-        if present == size:
+        if present == size and not replace:
             os.close(tfd)
             fsync_dir(shard)  # it may have been linked a moment ago by another writer, not yet synced
             return True
@@ -433,6 +439,7 @@ class LocalBlobStore(BlobStore):
         existed = False
         if present is not None:
             os.replace(tmp, final)
+            existed = present == size  # a repair's: a blob of that name was there (damaged, but in use)
         else:
             try:
                 os.link(tmp, final)

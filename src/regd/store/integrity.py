@@ -63,10 +63,10 @@ def repair_artifact(blobs: BlobStore, art: StoredArtifact, item: VerifyItem) -> 
             return refuse(f"{path} has changed since it was registered")
     fixed = 0
     for path, digest in damaged:
-        if blobs.exists(digest):
-            blobs.delete(digest)  # a corrupt copy must go before a good one can take its name
         try:
-            got = blobs.put_file(path)
+            # swapped in over the damaged copy only once durable: a full disk or a source changing
+            # mid-copy leaves the damaged copy where it was (perhaps the only bytes left)
+            got = blobs.put_file(path, replace=True)
         except (OSError, SourceChanged, ValueError) as exc:
             return refuse(f"{path}: {exc}")
         if got.digest != digest:  # it changed between the check and the copy

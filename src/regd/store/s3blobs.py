@@ -182,14 +182,16 @@ class S3BlobStore:
         ranges: Sequence[tuple[int, int]] = (),
         copy: bool = True,
         progress: Callable[[int], None] | None = None,
+        replace: bool = False,
     ) -> PutResult:
         if not copy:  # reference mode: hash and fingerprint where the file lies, store nothing
             got = self.cache.put_file(src, ranges=ranges, copy=False, progress=progress)
             return PutResult(got.digest, got.size, got.fingerprints, self.exists(got.digest), None)
         # the copy into the cache also checksums the multipart upload's parts: no second read for them
-        got = self.cache.put_file(src, ranges=ranges, progress=progress, part_size=_part_size)
+        got = self.cache.put_file(src, ranges=ranges, progress=progress, replace=replace, part_size=_part_size)
         assert got.path is not None
-        existed = self._upload(got.digest, got.size, got.path, got.parts)
+        # a PUT replaces an object whole, so a repair simply uploads again
+        existed = self._upload(got.digest, got.size, got.path, got.parts, force=replace)
         return PutResult(got.digest, got.size, got.fingerprints, existed, got.path)
 
     def put_blob(self, digest: str, path: Path) -> bool:
@@ -254,12 +256,13 @@ class S3BlobStore:
 
     # -- transfers ---------------------------------------------------------------------------
 
-    def _upload(self, digest: str, size: int, path: Path, checksums: Sequence[bytes] = ()) -> bool:
-        """Upload the cached blob unless the bucket holds it already; True if it did.
+    def _upload(self, digest: str, size: int, path: Path, checksums: Sequence[bytes] = (), force: bool = False) -> bool:
+        """Upload the cached blob unless the bucket holds it already (or ``force``); True if it did.
 
         ``checksums``: the raw SHA-256 of each ``_part_size(size)`` bytes, if already known.
         """
-        if self.size(digest) == size:
+        present = self.size(digest) == size
+        if present and not force:
             return True
         key = self.key(digest)
         if size < MULTIPART_MIN:
@@ -270,7 +273,7 @@ class S3BlobStore:
             self._multipart(key, size, path, checksums)
         if self.size(digest) != size:
             raise OSError(f"{self.url}: {key} does not have the {size} bytes just uploaded")
-        return False
+        return present
 
     def _multipart(self, key: str, size: int, path: Path, checksums: Sequence[bytes] = ()) -> None:
         part = _part_size(size)
