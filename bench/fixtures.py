@@ -255,6 +255,30 @@ def fsync_dir(path: Path) -> None:
 # ----------------------------------------------------------------------------- physical limits
 
 
+class AliasFloor:
+    """The least a durable alias move can do: one SQLite commit (WAL, ``synchronous = FULL``) of the
+    alias row, a history row and an audit row, in plain sqlite3 calls on the same disk."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(directory / "alias-floor.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS aliases (model TEXT, alias TEXT, version TEXT, PRIMARY KEY (model, alias))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS alias_history (id INTEGER PRIMARY KEY, model TEXT, alias TEXT, version TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, what TEXT)")
+
+    def set(self, model: str, alias: str, version: str) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (model, alias, version))
+        self.db.execute("INSERT INTO alias_history (model, alias, version) VALUES (?, ?, ?)", (model, alias, version))
+        self.db.execute("INSERT INTO audit (what) VALUES (?)", (f"alias {model} {alias} {version}",))
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class DurableFloor:
     """The least a durable registration can do, in plain os and sqlite3 calls on the same disk.
 
