@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import Section, daemon, median
-from bench.fixtures import Conn, Row, big_model, small_model, table, touch_tail, within
+from bench.fixtures import (
+    Conn,
+    Row,
+    big_model,
+    dist,
+    small_model,
+    table,
+    touch_tail,
+    within,
+)
 from tests.team.services import free_port, pg_bin, pg_run_as
 
 
@@ -120,22 +129,26 @@ the upload figures compare the client side (hashing, the cache copy, checksums),
 
 
 def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tuple[list[Row], str]:
-    """Three contenders a round, in rotating order: the embedded daemon alone; one team daemon (taking
-    turns) on the shared model while the other three idle; all four team daemons at once."""
+    """Four contenders a round, in rotating order: the embedded daemon alone; one team daemon (taking
+    turns) on the shared model while the other three idle; all four team daemons at once; four embedded
+    daemons at once (the same load, nothing shared)."""
     models = work / "models"
     models.mkdir()
     team_keys = [f"team{k}" for k in range(DAEMONS)]
-    keys = ["embedded", "turns", *team_keys]
+    solo_keys = [f"solo{k}" for k in range(DAEMONS)]  # embedded daemons, each on its own data dir
+    keys = ["embedded", "turns", *team_keys, *solo_keys]
     files = {k: [models / f"{k}-{i}.safetensors" for i in range(plan.rounds)] for k in keys}
     for n, k in enumerate(keys):
         for i, path in enumerate(files[k]):
             small_model(path, seed=n * 100_000 + i)
-    kinds = ("embedded", "turns", "all")
+    kinds = ("embedded", "turns", "all", "solo_all")
     samples = {op: {kind: [] for kind in kinds} for op in ("register", "promote")}  # type: dict[str, dict[str, list[float]]]
     with contextlib.ExitStack() as stack:
         embedded = stack.enter_context(daemon(base=work))
         team = [stack.enter_context(daemon(f'catalog = "{url}"', base=work)) for _ in range(DAEMONS)]
-        conns = {"embedded": Conn(embedded.socket), **{k: Conn(d.socket) for k, d in zip(team_keys, team, strict=True)}}
+        solos = [stack.enter_context(daemon(base=work)) for _ in range(DAEMONS)]
+        conns = {"embedded": Conn(embedded.socket), **{k: Conn(d.socket) for k, d in zip(team_keys, team, strict=True)},
+                 **{k: Conn(d.socket) for k, d in zip(solo_keys, solos, strict=True)}}  # fmt: skip
 
         def call(conn: str, model: str, op: str, i: int, out: list[float]) -> None:
             if op == "register":
@@ -147,8 +160,8 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
             conns[conn].call(method, params)
             out.append(time.perf_counter() - t0)
 
-        def all_at_once(op: str, i: int) -> None:
-            threads = [threading.Thread(target=call, args=(k, k, op, i, samples[op]["all"])) for k in team_keys]
+        def all_at_once(op: str, i: int, keys: list[str] = team_keys, kind: str = "all") -> None:
+            threads = [threading.Thread(target=call, args=(k, k, op, i, samples[op][kind])) for k in keys]
             for t in threads:
                 t.start()
             for t in threads:
@@ -160,6 +173,7 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
                     lambda op=op, i=i: call("embedded", "embedded", op, i, samples[op]["embedded"]),
                     lambda op=op, i=i: call(team_keys[i % DAEMONS], "turns", op, i, samples[op]["turns"]),
                     lambda op=op, i=i: all_at_once(op, i),
+                    lambda op=op, i=i: all_at_once(op, i, solo_keys, "solo_all"),
                 ]
                 shift = i % len(turns)
                 for run_one in turns[shift:] + turns[:shift]:
@@ -181,13 +195,23 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         rows.append(row)
         figures[f"team_{op}_all_at_once_ratio"] = ratio
         figures[f"team_{op}_p50_ms"] = median(samples[op]["turns"]) * 1000
+        same = median(samples[op]["all"]) / median(samples[op]["solo_all"])
+        rows.append(Row(
+            f"context: {op}, all at once, beside {DAEMONS} embedded daemons all at once (the same load on this machine)",
+            dist(samples[op]["all"]), f"{DAEMONS} embedded daemons, separate data dirs: {dist(samples[op]['solo_all'])}",
+            f"{same:.2f}× at the same load", "—", "(context)",
+        ))  # fmt: skip
+        figures[f"team_{op}_all_vs_embedded_all"] = same
     detail = (
-        f"Each of {plan.rounds} rounds per operation runs three contenders in rotating order: the embedded daemon; "
+        f"Each of {plan.rounds} rounds per operation runs four contenders in rotating order: the embedded daemon; "
         f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle but "
         "following its changes (LISTEN/NOTIFY, as a TUI on every host would need); and all four team daemons at the "
         "same moment, each on its own model. Each write holds only its model's advisory lock, and the audit chain's "
         "for the last insert and the commit, so the four at once queue only there; they also share this machine's "
         "cores with PostgreSQL and each other's following: that row is the worst case of a team, not the common one. "
+        f"The context rows run {DAEMONS} embedded daemons (each on its own data dir: nothing shared) at the same "
+        "moment too, as a fourth contender: the same number of busy daemons on the same cores, so their ratio is "
+        "what the shared catalog costs beyond the machine's load. "
         "A registration is a "
         "4 KiB safetensors file (local objects on both sides, so only the catalog differs); a promotion archives "
         "the previous production version in the same transaction."
