@@ -221,3 +221,37 @@ def test_a_deploy_pointer_on_another_host_points_into_its_own_cache(daemon_facto
     items = {i["model"]: i for i in cb.call("versions.verify", {})["items"]}
     assert {i["status"] for i in items.values()} == {"ok"}
     assert Path(items["fraud"]["path"]).is_relative_to(b.data_dir / "cache")
+
+
+def test_a_serving_hosts_pointers_follow_promotions_made_on_another_host(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """B serves (it has a deploy_dir); A trains and promotes. B's pointers must move when A's change
+    commits, to bytes on B, and B must not run A's hooks a second time."""
+    import time
+
+    config = f'catalog = "{pg_url}"\nobjects = "s3://{bucket}/reg"\n'
+    hooks_ran = tmp_path / "hooks-ran-on-b"
+    a = daemon_factory(config, sub="a")
+    b = daemon_factory(config + f'deploy_dir = "{tmp_path / "deploy-b"}"\n'
+                       f'[policy."fraud".production]\non_change = "touch {hooks_ran}"\n', sub="b")  # fmt: skip
+    ca = a.client()
+    first, second = _weights(tmp_path / "one.safetensors", 3), _weights(tmp_path / "two.safetensors", 4)
+    ca.register(first, name="fraud")
+    ca.register(second, name="fraud")
+    pointer, alias = tmp_path / "deploy-b" / "fraud" / "production", tmp_path / "deploy-b" / "fraud" / "@champion"
+
+    def until(check) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 30
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert check()
+
+    ca.call("versions.promote", {"name": "fraud", "version": "1.0.0", "stage": "production", "reason": "go"})
+    until(lambda: pointer.is_symlink() and pointer.read_bytes() == first.read_bytes())
+    assert pointer.resolve().is_relative_to((b.data_dir / "cache").resolve())
+    ca.call("versions.promote", {"name": "fraud", "version": "1.1.0", "stage": "production", "reason": "better"})
+    until(lambda: pointer.read_bytes() == second.read_bytes())
+    ca.set_alias("fraud", "champion", "1.0.0")
+    until(lambda: alias.is_symlink() and alias.read_bytes() == first.read_bytes())
+    ca.call("models.rollback", {"name": "fraud", "reason": "regressed"})
+    until(lambda: pointer.read_bytes() == first.read_bytes())
+    assert not hooks_ran.exists(), "B ran the hook of a change A made (A's daemon runs it)"

@@ -38,6 +38,22 @@ class Effects:
             if row.model and (row.action in _STAGE_ACTIONS or row.action in _ALIAS_ACTIONS):
                 self._spawn(self._after(row))
 
+    def on_remote_commit(self, rows: list[AuditEvent]) -> None:
+        """Another daemon's changes: move this host's pointers (its hooks ran where it was made)."""
+        if self.daemon.config.deploy_dir is None:
+            return
+        models = dict.fromkeys(
+            r.model for r in rows if r.model and (r.action in _STAGE_ACTIONS or r.action in _ALIAS_ACTIONS)
+        )
+        for model in models:  # one sync per model however many of its rows came (it reads the latest state)
+            self._spawn(self._sync_quietly(model))
+
+    async def _sync_quietly(self, model: str) -> None:
+        try:
+            await self.sync_pointers(model)
+        except Exception:  # noqa: BLE001 - one model's failure must not cost the others their pointers
+            log.exception("deploy pointers of %s could not follow another daemon's change", model)
+
     def _spawn(self, coro: object) -> None:
         task = self.daemon.spawn(coro, "effects")
         self.pending.add(task)

@@ -177,8 +177,9 @@ class PostgresCatalog:
         self._all_readers.clear()
         self._readers = asyncio.Queue()
 
-    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False) -> None:
-        self._listeners.append(listener)
+    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False, local: bool = True) -> None:
+        if local:
+            self._listeners.append(listener)
         if remote:
             self._remote.append(listener)
 

@@ -88,8 +88,9 @@ class SQLiteCatalog:
             await reader.close()
         self._all_readers.clear()
 
-    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False) -> None:
-        self._listeners.append(listener)
+    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False, local: bool = True) -> None:
+        if local:  # no other daemon writes this file: a listener for remote rows only is never called
+            self._listeners.append(listener)
 
     async def follow(self) -> None:
         """Nothing to follow: the data dir's lock makes this daemon the file's only writer."""
