@@ -131,3 +131,37 @@ def test_a_registration_on_one_daemon_is_an_event_on_another(daemon_factory, pg_
         second = next(stream)
     assert (first.data["action"], second.data["action"]) == ("alias.set", "alias.set")
     assert (first.data["audit_id"], second.data["audit_id"]) == (first.data["audit_id"], first.data["audit_id"] + 1)
+
+
+def test_a_daemon_nobody_subscribes_to_passes_over_others_changes_and_then_follows_live(daemon_factory, pg_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without a subscriber or a deploy_dir, a daemon reads none of the others' rows (each would
+    otherwise read every change of the team); a subscriber arriving later gets what comes after,
+    live, and nothing of what came before."""
+    config = f'catalog = "{pg_url}"\n'
+    a, b = daemon_factory(config, sub="a"), daemon_factory(config, sub="b")
+    ca = a.client()
+    for i in range(20):
+        ca.register(_weights(tmp_path / f"m{i}.safetensors", 100 + i), name="quiet")
+    time.sleep(0.5)  # the notifications reach B, which has nobody to tell
+    seen: list = []
+    subscribed = threading.Event()
+
+    def listen() -> None:
+        with Client(b.socket, timeout=30) as c:
+            stream = c.events(["version"])
+            subscribed.set()
+            for event in stream:
+                seen.append(event)
+                if event.model == "loud":
+                    return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert subscribed.wait(30)
+    time.sleep(0.2)
+    started = time.monotonic()
+    v = ca.register(_weights(tmp_path / "loud.safetensors", 999), name="loud")
+    t.join(30)
+    assert not t.is_alive(), "B never told its new subscriber about A's registration"
+    assert time.monotonic() - started < 5  # live (a notification), not the 5 s poll
+    assert [(e.topic, e.model, e.version) for e in seen] == [("version.registered", "loud", v.version)]

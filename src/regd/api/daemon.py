@@ -105,9 +105,10 @@ class Daemon:
             # events for changes other daemons make too (a shared catalog); hooks and webhooks only for
             # our own, so they run once, on the daemon that made the change; but this host's deploy
             # pointers follow every change, wherever it was made (a serving host watches them)
-            self.catalog.add_commit_listener(self.bus.publish_audit, remote=True)
+            self.catalog.add_commit_listener(self.bus.publish_audit, remote=True, wanted=lambda: self.bus.subscribers > 0)
             self.catalog.add_commit_listener(self.effects.on_commit)
-            self.catalog.add_commit_listener(self.effects.on_remote_commit, remote=True, local=False)
+            self.catalog.add_commit_listener(self.effects.on_remote_commit, remote=True, local=False,
+                                             wanted=lambda: self.config.deploy_dir is not None)  # fmt: skip
             await self.effects.sync_all()
             await self.registrar.start()  # watching before answering: a file dropped at once is seen
             await self.server.start()

@@ -254,10 +254,13 @@ class Catalog(Protocol):
     async def close(self) -> None: ...
     async def read(self, fn: Callable[[ReadTx], T]) -> T: ...
     async def write(self, fn: Callable[[WriteTx], T]) -> T: ...
-    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False, local: bool = True) -> None:
+    def add_commit_listener(
+        self, listener: CommitListener, *, remote: bool = False, local: bool = True, wanted: Callable[[], bool] | None = None
+    ) -> None:
         """Call ``listener`` with the audit rows of each change this daemon commits (on the event
         loop, after the commit); with ``remote``, also with those other daemons commit (see ``follow``);
-        ``local=False`` (with ``remote``): only those."""
+        ``local=False`` (with ``remote``): only those. ``wanted``: whether the listener needs remote
+        rows at the moment (when no remote listener does, other daemons' rows are not read at all)."""
         ...
 
     async def follow(self) -> None:

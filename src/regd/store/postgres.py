@@ -141,6 +141,8 @@ class PostgresCatalog:
         self._all_readers: list[_Worker] = []
         self._listeners: list[CommitListener] = []
         self._remote: list[CommitListener] = []
+        self._wanted: list[Callable[[], bool]] = []
+        """Whether the remote listeners want rows now; none does: other daemons' rows are passed over unread."""
         self._own: dict[int, str] = {}
         """Audit id -> hash of the rows this daemon wrote (added before COMMIT), until ``follow`` passes them."""
         self._own_lock = threading.Lock()
@@ -177,11 +179,17 @@ class PostgresCatalog:
         self._all_readers.clear()
         self._readers = asyncio.Queue()
 
-    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False, local: bool = True) -> None:
+    def add_commit_listener(
+        self, listener: CommitListener, *, remote: bool = False, local: bool = True, wanted: Callable[[], bool] | None = None
+    ) -> None:
         if local:
             self._listeners.append(listener)
         if remote:
             self._remote.append(listener)
+            self._wanted.append(wanted or (lambda: True))
+
+    def _rows_wanted(self) -> bool:
+        return any(w() for w in self._wanted)
 
     # ------------------------------------------------------------------ transactions
 
@@ -289,6 +297,16 @@ class PostgresCatalog:
                 return []
             if newest is not None and self._all_own(newest):
                 return []  # our own notification: nothing to read
+            if newest is not None and not self._rows_wanted():
+                # nobody here needs them (no subscriber, no deploy_dir): the notification says how far
+                # the chain got, so no query; each of n daemons would otherwise read every change
+                self._pass_over(newest)
+                return []
+        elif not self._rows_wanted():  # a quiet poll or a reconnection: only how far the chain got
+            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM audit")
+            row = await cur.fetchone()
+            self._pass_over(int(row[0]) if row else 0)
+            return []
         remote: list[AuditEvent] = []
         while True:
             cur = await conn.execute(_AUDIT_AFTER, (self._last_seen, CATCH_UP_BATCH))
@@ -300,6 +318,13 @@ class PostgresCatalog:
                 remote += [r for r in rows if self._own.pop(r.id, None) != r.hash]
             if len(rows) < CATCH_UP_BATCH:
                 return remote
+
+    def _pass_over(self, newest: int) -> None:
+        """Count every row up to ``newest`` as seen without reading it (our own marks included)."""
+        with self._own_lock:
+            for key in [k for k in self._own if k <= newest]:
+                del self._own[key]
+        self._last_seen = max(self._last_seen, newest)
 
     def _all_own(self, newest: int) -> bool:
         """True (and those rows passed) when every row up to ``newest`` not yet seen is this daemon's."""

@@ -88,7 +88,9 @@ class SQLiteCatalog:
             await reader.close()
         self._all_readers.clear()
 
-    def add_commit_listener(self, listener: CommitListener, *, remote: bool = False, local: bool = True) -> None:
+    def add_commit_listener(
+        self, listener: CommitListener, *, remote: bool = False, local: bool = True, wanted: Callable[[], bool] | None = None
+    ) -> None:
         if local:  # no other daemon writes this file: a listener for remote rows only is never called
             self._listeners.append(listener)
 
