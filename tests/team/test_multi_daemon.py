@@ -98,23 +98,29 @@ def test_four_daemons_promoting_and_rolling_back_one_model(daemon_factory, pg_ur
     assert history
 
 
-def test_a_registration_on_one_daemon_is_an_event_on_another(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    a, b = _team(daemon_factory, pg_url, bucket, 2)
-    seen: list[object] = []
+def _subscribed_until(d, model: str) -> tuple[list, threading.Thread]:  # type: ignore[no-untyped-def]
+    """A subscriber to ``d``'s version events, on a thread, until one registers ``model``: (seen, thread)."""
+    seen: list = []
     subscribed = threading.Event()
 
     def listen() -> None:
-        with Client(b.socket, timeout=30) as c:
+        with Client(d.socket, timeout=30) as c:
             stream = c.events(["version"])
             subscribed.set()
             for event in stream:
                 seen.append(event)
-                if event.topic == "version.registered" and event.model == "churn":
+                if event.topic == "version.registered" and event.model == model:
                     return
 
     t = threading.Thread(target=listen, daemon=True)
     t.start()
     assert subscribed.wait(30)
+    return seen, t
+
+
+def test_a_registration_on_one_daemon_is_an_event_on_another(daemon_factory, pg_url, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a, b = _team(daemon_factory, pg_url, bucket, 2)
+    seen, t = _subscribed_until(b, "churn")
     started = time.monotonic()
     v = a.client().register(_weights(tmp_path / "c.safetensors", 7), name="churn")
     t.join(30)
@@ -143,21 +149,7 @@ def test_a_daemon_nobody_subscribes_to_passes_over_others_changes_and_then_follo
     for i in range(20):
         ca.register(_weights(tmp_path / f"m{i}.safetensors", 100 + i), name="quiet")
     time.sleep(0.5)  # the notifications reach B, which has nobody to tell
-    seen: list = []
-    subscribed = threading.Event()
-
-    def listen() -> None:
-        with Client(b.socket, timeout=30) as c:
-            stream = c.events(["version"])
-            subscribed.set()
-            for event in stream:
-                seen.append(event)
-                if event.model == "loud":
-                    return
-
-    t = threading.Thread(target=listen, daemon=True)
-    t.start()
-    assert subscribed.wait(30)
+    seen, t = _subscribed_until(b, "loud")
     time.sleep(0.2)
     started = time.monotonic()
     v = ca.register(_weights(tmp_path / "loud.safetensors", 999), name="loud")
