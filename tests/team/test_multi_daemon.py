@@ -157,3 +157,23 @@ def test_a_daemon_nobody_subscribes_to_passes_over_others_changes_and_then_follo
     assert not t.is_alive(), "B never told its new subscriber about A's registration"
     assert time.monotonic() - started < 5  # live (a notification), not the 5 s poll
     assert [(e.topic, e.model, e.version) for e in seen] == [("version.registered", "loud", v.version)]
+
+
+def test_subscribers_coming_and_going_each_get_exactly_what_follows_them(daemon_factory, pg_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """B listens for other daemons' changes only while it has a subscriber: each new subscriber gets
+    the changes made after it subscribed, live, and none of those made while nobody listened."""
+    config = f'catalog = "{pg_url}"\n'
+    a, b = daemon_factory(config, sub="a"), daemon_factory(config, sub="b")
+    ca = a.client()
+    for round_ in range(3):
+        for i in range(5):  # made while B has nobody to tell
+            ca.register(_weights(tmp_path / f"q{round_}-{i}.safetensors", 1000 * round_ + i), name="quiet")
+        seen, t = _subscribed_until(b, f"loud{round_}")
+        v = ca.register(_weights(tmp_path / f"l{round_}.safetensors", 999 + round_), name=f"loud{round_}")
+        t.join(30)
+        assert not t.is_alive(), f"round {round_}: B never told its subscriber about A's registration"
+        assert [(e.topic, e.model, e.version) for e in seen] == [("version.registered", f"loud{round_}", v.version)]
+        deadline = time.monotonic() + 10  # the subscriber's connection is closed: B forgets it
+        while b.client().status()["subscribers"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b.client().status()["subscribers"] == 0

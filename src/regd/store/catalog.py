@@ -267,3 +267,8 @@ class Catalog(Protocol):
         """Deliver rows committed by other daemons to the remote listeners until cancelled; a catalog
         only this daemon writes (SQLite: one daemon per data dir) returns at once."""
         ...
+
+    async def want_remote_rows(self) -> None:
+        """A remote listener's ``wanted`` has just turned true (a subscriber arrived): from when this
+        returns, other daemons' changes reach it. Nothing to do for a catalog nobody else writes."""
+        ...

@@ -60,6 +60,7 @@ POLL_S = 5.0
 """How often ``follow`` looks for rows even without a notification."""
 CATCH_UP_BATCH = 500
 OWN_LIMIT = 100_000
+OWN_LIMIT_UNLISTENED = 1_000
 # a daemon that stops between BEGIN and COMMIT (SIGSTOP, a hung NFS read) must not hold a model's
 # or the chain's lock for everyone: the server ends such a session, and no write waits on a lock forever
 WRITER_SETUP = "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '60s'"
@@ -147,6 +148,13 @@ class PostgresCatalog:
         """Audit id -> hash of the rows this daemon wrote (added before COMMIT), until ``follow`` passes them."""
         self._own_lock = threading.Lock()
         self._last_seen = 0
+        self._listening = False
+        """The follower LISTENs (some remote listener wants rows); when none does it does not even
+        receive the notifications: each of n daemons would otherwise wake for every change."""
+        self._anchored = False
+        """``_last_seen`` is where delivery resumes when the follower next listens (it goes stale while
+        it does not): set by ``want_remote_rows``, or by the follower itself when it starts listening."""
+        self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -190,6 +198,18 @@ class PostgresCatalog:
 
     def _rows_wanted(self) -> bool:
         return any(w() for w in self._wanted)
+
+    async def want_remote_rows(self) -> None:
+        """A remote listener has begun to want rows (a subscriber arrived): every change committed
+        after this returns is delivered, even if the follower was not listening."""
+        if not (self._listening or self._anchored):
+            # where delivery starts, read before the caller goes on: rows committed between this read
+            # and the follower's LISTEN are read by the follower after it, later ones are notified
+            newest = await self.read(lambda r: _max_audit_id(r))
+            if not (self._listening or self._anchored):  # nobody anchored meanwhile (an earlier anchor stands)
+                self._pass_over(newest)
+                self._anchored = True
+        self._wake.set()
 
     # ------------------------------------------------------------------ transactions
 
@@ -235,8 +255,11 @@ class PostgresCatalog:
 
     def _mark_own(self, rows: list[AuditEvent]) -> None:
         with self._own_lock:
-            if len(self._own) > OWN_LIMIT:  # nobody follows (a CLI, a test): forget the oldest
-                for key in sorted(self._own)[: OWN_LIMIT // 2]:
+            # nobody follows (a CLI, a test) or the follower is not listening: forget the oldest; only
+            # the newest can still come back as a notification once it listens again
+            limit = OWN_LIMIT if self._listening else OWN_LIMIT_UNLISTENED
+            if len(self._own) > limit:
+                for key in sorted(self._own)[: len(self._own) - limit // 2]:
                     del self._own[key]
             self._own.update((r.id, r.hash) for r in rows)
 
@@ -258,27 +281,53 @@ class PostgresCatalog:
 
         On an asyncio connection of its own: waiting costs no thread, a notification of this
         daemon's own commit is dropped on the event loop without a query, and another daemon's
-        rows are read with one statement. Every daemon follows every other's writes, so this is
-        paid (n - 1) times per change.
+        rows are read with one statement. It listens only while a remote listener wants rows (a
+        subscriber, deploy pointers): otherwise every daemon of a team would wake for every change
+        (n - 1 times each) to throw the rows away.
         """
         delay = 0.5
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, application_name="regd")
                 async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
-                    self._deliver(await self._rows_after_last(conn, None))
-                    while True:
-                        # a poll every POLL_S even without a notification: a missed one only delays rows.
-                        # No waiting for more: a read takes every row committed by then, and the
-                        # notifications of those rows that come after it are passed over unread.
-                        payloads = [n.payload async for n in conn.notifies(timeout=POLL_S, stop_after=1)]
-                        self._deliver(await self._rows_after_last(conn, payloads or None))
+                    await self._follow_on(conn)
             except psycopg.Error as exc:
                 log.warning("following other daemons' changes: %s; retrying in %.0f s", str(exc).strip(), delay)
+            finally:
+                self._set_listening(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def _follow_on(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            self._wake.clear()  # with the look at ``wanted``: a wake-up set after this is not lost
+            wanted = self._rows_wanted()
+            if wanted and not self._listening:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                self._set_listening(True)
+                if not self._anchored:  # at start (deploy pointers), or wanted without ``want_remote_rows``
+                    self._pass_over(await _max_id(conn))
+                    self._anchored = True
+                self._deliver(await self._rows_after_last(conn, None))
+            elif not wanted and self._listening:
+                self._set_listening(False)  # before the await: a subscriber arriving meanwhile anchors anew
+                await conn.execute(f"UNLISTEN {CHANNEL}")
+            if self._listening:
+                # a poll every POLL_S even without a notification: a missed one only delays rows.
+                # No waiting for more: a read takes every row committed by then, and the
+                # notifications of those rows that come after it are passed over unread.
+                payloads = [n.payload async for n in conn.notifies(timeout=POLL_S, stop_after=1)]
+                self._deliver(await self._rows_after_last(conn, payloads or None))
+            else:
+                # nobody wants other daemons' rows: sleep until someone does (``want_remote_rows``)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    def _set_listening(self, on: bool) -> None:
+        self._listening = on
+        if not on:
+            self._anchored = False
 
     def _deliver(self, remote: list[AuditEvent]) -> None:
         if not remote:
@@ -298,15 +347,10 @@ class PostgresCatalog:
             if newest is not None and self._all_own(newest):
                 return []  # our own notification: nothing to read
             if newest is not None and not self._rows_wanted():
-                # nobody here needs them (no subscriber, no deploy_dir): the notification says how far
-                # the chain got, so no query; each of n daemons would otherwise read every change
+                # nobody wants them any more (the last subscriber left): the notification says how far
+                # the chain got, so no query; the follower stops listening next
                 self._pass_over(newest)
                 return []
-        elif not self._rows_wanted():  # a quiet poll or a reconnection: only how far the chain got
-            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM audit")
-            row = await cur.fetchone()
-            self._pass_over(int(row[0]) if row else 0)
-            return []
         remote: list[AuditEvent] = []
         while True:
             cur = await conn.execute(_AUDIT_AFTER, (self._last_seen, CATCH_UP_BATCH))
@@ -336,6 +380,12 @@ class PostgresCatalog:
                 del self._own[i]
         self._last_seen = newest
         return True
+
+
+async def _max_id(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT coalesce(max(id), 0) FROM audit")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _in_read_tx(conn: psycopg.Connection[Any], fn: Callable[[ReadTx], T], scope: tuple[str, str]) -> T:

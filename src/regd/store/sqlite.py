@@ -98,6 +98,9 @@ class SQLiteCatalog:
         """Nothing to follow: the data dir's lock makes this daemon the file's only writer."""
         return
 
+    async def want_remote_rows(self) -> None:
+        return
+
     async def read(self, fn: Callable[[ReadTx], T]) -> T:
         """Run ``fn`` against one consistent snapshot on a free reader connection."""
         conn = await self._readers.get()

@@ -17,6 +17,9 @@ async def events_subscribe(call: Call, p: SubscribeParams) -> SubscribeResult:
     bus = call.daemon.bus
     sub = bus.subscribe(topics or None)
     conn.subscribed = True
+    # with a shared catalog, other daemons' changes are read only while someone wants them: from the
+    # reply on, they reach this subscriber too
+    await call.daemon.catalog.want_remote_rows()
 
     async def pump() -> None:
         try:
