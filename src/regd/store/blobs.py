@@ -287,12 +287,14 @@ class LocalBlobStore(BlobStore):
         *,
         ranges: Sequence[tuple[int, int]] = (),
         progress: Callable[[int], None] | None = None,
+        part_size: Callable[[int], int] | None = None,
     ) -> StagedBlob:
         """``put_file`` (copy mode) in two steps: read, hash and write a temp now; ``publish()`` later.
 
         The caller learns the digest before the fsyncs, so it can do other work while they run (the
-        registration path prepares the version's catalog statements) and commit only once
-        ``publish()`` has returned: nothing refers to the blob before it is durable.
+        registration path prepares the version's catalog statements; the S3 store uploads the temp's
+        bytes) and commit only once ``publish()`` has returned: nothing refers to the blob before it
+        is durable. ``part_size`` as in ``put_file``.
         """
         src = Path(src)
         fd, before, spans = _open_for_reading(src, ranges)
@@ -300,13 +302,15 @@ class LocalBlobStore(BlobStore):
             stack = contextlib.ExitStack()
             temp = stack.enter_context(self._temp(f"storing {src}"))
             try:
-                got = self._fill(src, fd, temp, before, spans, progress)
+                parts = part_size(before.st_size) if part_size is not None else 0
+                got = self._fill(src, fd, temp, before, spans, progress, parts)
             except BaseException as exc:
                 _unwind(stack, exc)
                 raise
         finally:
             os.close(fd)
-        return StagedBlob(self, stack, temp, PutResult(got.sha256, got.nbytes, got.fingerprints, False, self.path(got.sha256)))
+        result = PutResult(got.sha256, got.nbytes, got.fingerprints, False, self.path(got.sha256), got.parts)
+        return StagedBlob(self, stack, temp, result)
 
     def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
@@ -486,10 +490,14 @@ class StagedBlob:
         self._stack = stack
         self._temp = temp
 
-    def publish(self) -> PutResult:
+    def open_copy(self) -> int:
+        """A read-only fd of the staged bytes (the caller closes it): valid after ``publish`` too."""
+        return os.open(self._temp.path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def publish(self, replace: bool = False) -> PutResult:
         """fsync the temp, link it into place, fsync the shard: the same steps as ``put_file``."""
         try:
-            existed = self._store._publish(self._temp, self.result.digest, self.result.size)  # noqa: SLF001
+            existed = self._store._publish(self._temp, self.result.digest, self.result.size, replace)  # noqa: SLF001
         except BaseException as exc:
             _unwind(self._stack, exc)
             raise

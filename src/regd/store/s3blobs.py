@@ -30,7 +30,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,7 @@ class S3BlobStore:
         self._client = client if client is not None else _default_client(concurrency)
         self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._publisher = ThreadPoolExecutor(2, thread_name_prefix="regd-s3-cache")
 
     # -- names -------------------------------------------------------------------------------
 
@@ -188,10 +189,26 @@ class S3BlobStore:
             got = self.cache.put_file(src, ranges=ranges, copy=False, progress=progress)
             return PutResult(got.digest, got.size, got.fingerprints, self.exists(got.digest), None)
         # the copy into the cache also checksums the multipart upload's parts: no second read for them
-        got = self.cache.put_file(src, ranges=ranges, progress=progress, replace=replace, part_size=_part_size)
+        staged = self.cache.stage_file(src, ranges=ranges, progress=progress, part_size=_part_size)
+        got = staged.result
+        try:
+            fd = staged.open_copy()
+        except BaseException:
+            staged.discard()
+            raise
+        try:
+            # the cache copy's fsyncs run beside the upload, which reads the same bytes (from the page
+            # cache): a large file's upload need not wait for its local copy to reach the disk first
+            cached = self._publisher.submit(staged.publish, replace)
+            try:
+                # a PUT replaces an object whole, so a repair simply uploads again
+                existed = self._upload(got.digest, got.size, fd, got.parts, force=replace)
+            finally:
+                wait([cached])
+            cached.result()  # a cache that could not take the copy fails the put, as before
+        finally:
+            os.close(fd)
         assert got.path is not None
-        # a PUT replaces an object whole, so a repair simply uploads again
-        existed = self._upload(got.digest, got.size, got.path, got.parts, force=replace)
         return PutResult(got.digest, got.size, got.fingerprints, existed, got.path)
 
     def put_blob(self, digest: str, path: Path) -> bool:
@@ -208,7 +225,11 @@ class S3BlobStore:
                 got = self.cache.put_file(path)
                 if got.digest != digest:
                     raise OSError(f"{path} does not hash to its name {digest}") from None
-        return self._upload(digest, cached.stat().st_size, cached)
+        fd = os.open(cached, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self._upload(digest, os.fstat(fd).st_size, fd)
+        finally:
+            os.close(fd)
 
     def put_bytes(self, data: bytes) -> str:
         digest = self.cache.put_bytes(data)
@@ -256,8 +277,8 @@ class S3BlobStore:
 
     # -- transfers ---------------------------------------------------------------------------
 
-    def _upload(self, digest: str, size: int, path: Path, checksums: Sequence[bytes] = (), force: bool = False) -> bool:
-        """Upload the cached blob unless the bucket holds it already (or ``force``); True if it did.
+    def _upload(self, digest: str, size: int, fd: int, checksums: Sequence[bytes] = (), force: bool = False) -> bool:
+        """Upload the blob open at ``fd`` unless the bucket holds it already (or ``force``); True if it did.
 
         ``checksums``: the raw SHA-256 of each ``_part_size(size)`` bytes, if already known.
         """
@@ -266,28 +287,25 @@ class S3BlobStore:
             return True
         key = self.key(digest)
         if size < MULTIPART_MIN:
-            reply = self._client.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(),
+            reply = self._client.put_object(Bucket=self.bucket, Key=key, Body=_read_exactly(fd, size, 0, key),
                                             ChecksumSHA256=_b64(bytes.fromhex(digest)))  # fmt: skip
             _check_echo(reply, _b64(bytes.fromhex(digest)), key)
         else:
-            self._multipart(key, size, path, checksums)
+            self._multipart(key, size, fd, checksums)
         if self.size(digest) != size:
             raise OSError(f"{self.url}: {key} does not have the {size} bytes just uploaded")
         return present
 
-    def _multipart(self, key: str, size: int, path: Path, checksums: Sequence[bytes] = ()) -> None:
+    def _multipart(self, key: str, size: int, fd: int, checksums: Sequence[bytes] = ()) -> None:
         part = _part_size(size)
         spans = [(n + 1, off, min(part, size - off)) for n, off in enumerate(range(0, size, part))]
         known = len(checksums) == len(spans)
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256")
         upload_id = upload["UploadId"]
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
         def send(span: tuple[int, int, int]) -> dict[str, Any]:
             number, offset, length = span
-            body = os.pread(fd, length, offset)
-            if len(body) != length:
-                raise OSError(f"{path} is shorter than the {size} bytes it was stored with")
+            body = _read_exactly(fd, length, offset, key)
             # known: hashed as the cache copy was written (the bytes read back are those; the server checks)
             checksum = _b64(checksums[number - 1] if known else hashlib.sha256(body).digest())
             reply = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
@@ -304,8 +322,6 @@ class S3BlobStore:
             with contextlib.suppress(Exception):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
-        finally:
-            os.close(fd)
         composite = hashlib.sha256(b"".join(base64.b64decode(p["ChecksumSHA256"]) for p in parts)).digest()
         echoed = reply.get("ChecksumSHA256")
         if echoed and echoed.split("-")[0] != _b64(composite):
@@ -366,6 +382,13 @@ def _default_client(concurrency: int) -> Any:
         connect_timeout=10,  # an unreachable endpoint fails a call in seconds, not minutes
     )
     return boto3.session.Session().client("s3", config=config)
+
+
+def _read_exactly(fd: int, length: int, offset: int, key: str) -> bytes:
+    body = os.pread(fd, length, offset)
+    if len(body) != length:
+        raise OSError(f"the local copy of {key} is shorter than the {offset + length} bytes it was stored with")
+    return body
 
 
 def _b64(raw: bytes) -> str:
