@@ -177,3 +177,20 @@ def test_subscribers_coming_and_going_each_get_exactly_what_follows_them(daemon_
         while b.client().status()["subscribers"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert b.client().status()["subscribers"] == 0
+
+
+def test_a_follower_that_lost_its_connection_catches_up_on_what_it_missed(daemon_factory, pg_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    config = f'catalog = "{pg_url}"\n'
+    a, b = daemon_factory(config, sub="a"), daemon_factory(config, sub="b")
+    seen, t = _subscribed_until(b, "missed")
+    db_name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = 'regd'",
+                      (db_name,))  # fmt: skip
+    time.sleep(0.1)  # B's follower is now waiting to reconnect; A commits meanwhile
+    v = a.client().register(_weights(tmp_path / "missed.safetensors", 4242), name="missed")
+    t.join(30)
+    assert not t.is_alive(), "B's follower did not deliver the change made while it reconnected"
+    assert [(e.topic, e.model, e.version) for e in seen] == [("version.registered", "missed", v.version)]

@@ -295,7 +295,9 @@ class PostgresCatalog:
             except psycopg.Error as exc:
                 log.warning("following other daemons' changes: %s; retrying in %.0f s", str(exc).strip(), delay)
             finally:
-                self._set_listening(False)
+                # not ``_set_listening(False)``: if it was listening, ``_last_seen`` is still where delivery
+                # resumes, so the rows committed while it reconnects are read once it listens again
+                self._listening = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
