@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from regd.api import jsonrpc
 from regd.api.methods import Call, handler
 from regd.errors import InvalidParams
 from regd.protocol import SubscribeParams, SubscribeResult
+
+log = logging.getLogger(__name__)
 
 
 @handler("events.subscribe")
@@ -19,7 +23,10 @@ async def events_subscribe(call: Call, p: SubscribeParams) -> SubscribeResult:
     conn.subscribed = True
     # with a shared catalog, other daemons' changes are read only while someone wants them: from the
     # reply on, they reach this subscriber too
-    await call.daemon.catalog.want_remote_rows()
+    try:
+        await call.daemon.catalog.want_remote_rows()
+    except Exception as exc:  # noqa: BLE001 - the catalog is unreachable: this daemon's own events still flow
+        log.warning("events.subscribe: other daemons' changes will follow once the catalog answers: %s", exc)
 
     async def pump() -> None:
         try:
