@@ -255,3 +255,19 @@ def test_a_serving_hosts_pointers_follow_promotions_made_on_another_host(daemon_
     ca.call("models.rollback", {"name": "fraud", "reason": "regressed"})
     until(lambda: pointer.read_bytes() == first.read_bytes())
     assert not hooks_ran.exists(), "B ran the hook of a change A made (A's daemon runs it)"
+
+
+def test_a_failed_upload_leaves_no_temp_and_a_retry_uploads(s3_server, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The cache copy is made durable beside the upload: when the upload fails, the put fails, no
+    temp is left behind, and putting the file again (its copy already cached) uploads it."""
+    from regd.store.s3blobs import S3BlobStore
+
+    src = _file(tmp_path / "m.bin", 20 << 20, seed=3)  # multipart
+    missing = S3BlobStore(f"s3://no-such-bucket-{bucket}/x", tmp_path / "cache", client=s3_server.client())
+    with pytest.raises(Exception, match="NoSuchBucket|does not exist"):
+        missing.put_file(src)
+    assert list((tmp_path / "cache" / "objects" / "tmp").iterdir()) == []
+    store = S3BlobStore(f"s3://{bucket}/x", tmp_path / "cache", client=s3_server.client())
+    got = store.put_file(src)
+    assert _object(s3_server, bucket, store.key(got.digest)) == src.read_bytes()
+    assert got.path is not None and got.path.read_bytes() == src.read_bytes()
