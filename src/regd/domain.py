@@ -6,16 +6,31 @@ API serialises them, the client and the TUI read them back.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticSerializationError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 NAME_RE = re.compile(NAME_PATTERN)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+
+
+def json_text(model: BaseModel) -> str:
+    """``model`` as compact JSON text, as a reply carries it.
+
+    pydantic serialises it itself (faster than dumping a dict and re-encoding it), except a str that
+    is not UTF-8 (a file name's undecodable bytes, kept as lone surrogates): the slow path keeps it,
+    and the connection writes it as a JSON escape.
+    """
+    try:
+        return model.model_dump_json()
+    except PydanticSerializationError:
+        return json.dumps(model.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
 
 
 def is_valid_name(name: str) -> bool:

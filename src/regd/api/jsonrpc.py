@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
 
+from regd.domain import json_text
 from regd.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -93,13 +93,7 @@ def _body(value: Any) -> str:
         return value.text
     if not isinstance(value, BaseModel):
         return _dumps(value)
-    try:
-        # pydantic models serialise themselves (faster than dumping a dict and re-encoding it)
-        return value.model_dump_json()
-    except PydanticSerializationError:
-        # a str that is not UTF-8 (a file name's undecodable bytes, kept as lone surrogates): the
-        # slow path keeps it, and the connection writes it as a JSON escape
-        return _dumps(value.model_dump(mode="json"))
+    return json_text(value)
 
 
 def result_response(req_id: Any, result: Any) -> str:

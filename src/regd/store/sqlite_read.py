@@ -30,12 +30,13 @@ from regd.domain import (
     VersionSummary,
     VersionWarning,
     WatchSpec,
+    json_text,
 )
 from regd.errors import NotFound
 from regd.store import cursors
 from regd.store.catalog import AliasChange, PageOf, SeenEntry, StageChange, StoredArtifact, VersionRow
 from regd.store.search import CompiledFilter, CompiledOrder, compile_filter, compile_order
-from regd.store.summary_cache import SummaryCache, render
+from regd.store.summary_cache import SummaryCache
 from regd.store.times import to_dt, to_us
 
 _ROW_COLS = (
@@ -348,7 +349,7 @@ class SQLiteReader:
     def _rendered(self, ids: list[int]) -> list[str]:
         """The versions' summaries as JSON text, from this connection's cache when it has one."""
         if self.summary_cache is None:
-            return [render(s) for s in self._summaries(ids)]
+            return [json_text(s) for s in self._summaries(ids)]
         if not ids:
             return []
         (state,) = self._one("PRAGMA data_version")  # after the page's query: this snapshot's version

@@ -14,27 +14,12 @@ writer needs to know the cache exists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
-from pydantic import TypeAdapter
-from pydantic_core import PydanticSerializationError
-
-from regd.domain import VersionSummary
+from regd.domain import VersionSummary, json_text
 
 CAPACITY = 4096
 """Rendered summaries kept per reader connection (about 400 bytes each)."""
-
-_ADAPTER = TypeAdapter(VersionSummary)
-
-
-def render(summary: VersionSummary) -> str:
-    """One summary as the JSON text a reply carries (what ``model_dump_json`` gives)."""
-    try:
-        return _ADAPTER.dump_json(summary).decode()
-    except PydanticSerializationError:
-        # text that is not UTF-8 (lone surrogates): kept as it is; the connection writes it escaped
-        return json.dumps(summary.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
 
 
 class SummaryCache:
@@ -59,7 +44,7 @@ class SummaryCache:
         missing = [i for i in ids if i not in text]
         if missing:
             for vid, summary in zip(missing, build(missing), strict=True):
-                text[vid] = render(summary)
+                text[vid] = json_text(summary)
         page = [text[i] for i in ids]
         if len(text) > self.capacity:
             for vid in list(text)[: len(text) - self.capacity]:  # oldest first: dicts keep insertion order
