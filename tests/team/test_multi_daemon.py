@@ -139,6 +139,31 @@ def test_a_registration_on_one_daemon_is_an_event_on_another(daemon_factory, pg_
     assert (first.data["audit_id"], second.data["audit_id"]) == (first.data["audit_id"], first.data["audit_id"] + 1)
 
 
+def test_a_subscriber_gets_its_daemons_own_changes_and_the_others_each_once(daemon_factory, pg_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A's follower reads every row of the chain and must tell A's own (already told, before the
+    commit) from B's by the transaction that wrote them: none twice, none lost."""
+    config = f'catalog = "{pg_url}"\n'
+    a, b = daemon_factory(config, sub="a"), daemon_factory(config, sub="b")
+    seen, t = _subscribed_until(a, "end")
+    made: list[tuple[str, str]] = []
+
+    def register(d, name: str, seed: int) -> None:  # type: ignore[no-untyped-def]
+        c = d.client()  # both at once: A's follower reads rows of both daemons in one go
+        for i in range(10):
+            made.append((name, c.register(_weights(tmp_path / f"{name}{i}.safetensors", seed + i), name=name).version))
+
+    writers = [threading.Thread(target=register, args=(a, "own", 500)), threading.Thread(target=register, args=(b, "theirs", 600))]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    made.append(("end", b.client().register(_weights(tmp_path / "end.safetensors", 700), name="end").version))
+    t.join(30)
+    assert not t.is_alive(), "A never told its subscriber about B's last registration"
+    got = [(e.model, e.version) for e in seen if e.topic == "version.registered"]
+    assert sorted(got) == sorted(made), Counter(got)
+
+
 def test_a_daemon_nobody_subscribes_to_passes_over_others_changes_and_then_follows_live(daemon_factory, pg_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Without a subscriber or a deploy_dir, a daemon reads none of the others' rows (each would
     otherwise read every change of the team); a subscriber arriving later gets what comes after,

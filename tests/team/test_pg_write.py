@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import psycopg
 import pytest
 
 from regd.domain import Stage, WatchSpec
+from regd.errors import NotFound
 from regd.lifecycle import promotion, registration
 from regd.store.catalog import AuditDraft, VersionDraft
 from regd.store.pg_write import GLOBAL, MODEL_SPACE, model_key
-from regd.store.postgres import PostgresCatalog
+from regd.store.postgres import PostgresCatalog, _newest
 
 
 def _draft(name: str, i: int) -> VersionDraft:
@@ -144,3 +146,68 @@ def test_model_keys_are_stable_32_bit() -> None:
     assert model_key("fraud") == model_key("fraud") != model_key("churn")
     assert all(-(2**31) <= model_key(n) < 2**31 for n in ("", "a", "x" * 128))
     assert model_key("fraud") == -1989549689  # blake2b, not hash(): the same key on every host and process
+
+
+async def test_the_server_hashes_each_row_exactly_as_regd_verifies_it(pg_url) -> None:  # type: ignore[no-untyped-def]
+    # the chain's hashes are made by PostgreSQL from the JSON regd renders around the row's id
+    # (``auditchain.around_id``), and checked in Python by ``audit.verify``: any text must agree
+    catalog = await _open(pg_url)
+    texts = ["naïve ✓ 模型 🚀", 'quote " and \\ backslash', "line\nbreak\ttab", "100% of 'it'", "\u2028\u00a0", ""]
+    try:
+        for i, text in enumerate(texts):
+            await catalog.write(lambda tx, i=i, text=text: tx.append_audit(AuditDraft(
+                actor=text or "x", action="note", model=text, version=None, reason=text,
+                details={"id": i, "nested": {"text": text, "n": [1.5, -2, 10**18, None, True]}, "": text},
+            )))  # fmt: skip
+        await catalog.write(lambda tx: [tx.append_audit(AuditDraft(actor="a", action=f"batch.{k}")) for k in range(3)])
+        ok, checked, broken = await catalog.read(_verify_chain)
+        assert ok and broken is None and checked == len(texts) + 3
+    finally:
+        await catalog.close()
+
+
+async def test_writes_run_on_prepared_statements_and_a_failed_write_keeps_them(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalog = await _open(pg_url)
+    try:
+        for i in range(3):
+            await catalog.write(lambda tx, i=i: registration.record(tx, _draft("m", i), "alice"))
+        for _ in range(6):  # often enough on the writer's connection for psycopg to prepare it itself
+            prepared = await _prepared_by_regd(catalog)
+        assert len(prepared) >= 8
+
+        def refused(tx):  # type: ignore[no-untyped-def]
+            promotion.promote(tx, "m", "9.9.9", Stage.PRODUCTION, reason="x", actor="bob", force=False, policies=[])
+
+        with pytest.raises(NotFound):
+            await catalog.write(refused)  # rolled back: psycopg would answer a ROLLBACK with DEALLOCATE ALL
+        assert await _prepared_by_regd(catalog) >= prepared
+        await catalog.write(lambda tx: registration.record(tx, _draft("m", 9), "alice"))
+        ok, checked, _ = await catalog.read(_verify_chain)
+        assert ok and checked == 4
+    finally:
+        await catalog.close()
+
+
+async def _prepared_by_regd(catalog: PostgresCatalog) -> set[str]:
+    """The statements ``pg_prepared`` prepared on the writer's connection."""
+    return {r[0] for r in await catalog.execute_raw("SELECT name FROM pg_prepared_statements") if r[0].startswith("regd_w")}
+
+
+def test_a_notification_names_the_newest_row_and_its_writer() -> None:
+    assert _newest(["5 123", "7 456", "6 9"]) == (7, 456)
+    assert _newest(["9"]) == (9, None)  # an older regd's payload: the id alone
+    assert _newest(["junk", ""]) == (None, None)
+
+
+def test_the_json_around_the_id_hashes_as_the_whole_row() -> None:
+    from regd.store import auditchain
+
+    for content in (
+        auditchain.content_of(id=0, at=1, actor="a", action="b", model=None, version="1.0.0", from_=None, to="x",
+                              reason="é\n\"", details={"id": 3, "z": [1.5]}),  # fmt: skip
+        {"id": 0}, {"a": 1, "id": 0}, {"id": 0, "z": "ü"},
+    ):
+        head, tail = auditchain.around_id(content)
+        for row_id in (1, 42, 10**12):
+            whole = auditchain.row_hash("p" * 64, {**content, "id": row_id})
+            assert hashlib.sha256(f"{'p' * 64}\n{head}{row_id}{tail}".encode()).hexdigest() == whole

@@ -53,14 +53,14 @@ def _context(
 def check(r: ReadTx, name: str, ref: str, stage: Stage, policies: list[StagePolicy]) -> CheckResult:
     """Run the guards for ``name:ref -> stage`` and change nothing (the transition is checked too)."""
     row = r.row(name, ref)
-    version = r.version(row.id)
+    version, current = r.promotion_subject(row)
     results: list[GuardResult] = []
     try:
         stages.check_transition(name, row.version, row.stage, stage)
         results.append(GuardResult(rule="transition", passed=True, detail=f"{row.stage.value} -> {stage.value}"))
     except InvalidTransition as exc:
         results.append(GuardResult(rule="transition", passed=False, detail=exc.message))
-    results += guards.evaluate(policies, version, _context(r, row, policies, r.production_row(row.model_id)))
+    results += guards.evaluate(policies, version, _context(r, row, policies, current))
     return CheckResult(name=name, version=row.version, stage=stage, passed=all(c.passed for c in results), checks=results)
 
 
@@ -83,8 +83,7 @@ def promote(
         )
     row = tx.row(name, ref)
     stages.check_transition(name, row.version, row.stage, stage)
-    version = tx.version(row.id)
-    current = tx.production_row(row.model_id)
+    version, current = tx.promotion_subject(row)
     checks = guards.evaluate(policies, version, _context(tx, row, policies, current))
     failed = [c for c in checks if not c.passed]
     if failed and not force:

@@ -18,8 +18,26 @@ GENESIS = "0" * 64
 
 def row_hash(prev_hash: str, content: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the row's canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}\n{_canonical(content)}".encode()).hexdigest()
+
+
+def around_id(content: dict[str, Any]) -> tuple[str, str]:
+    """The row's canonical JSON before and after its id's digits, for a hash the database finishes.
+
+    ``row_hash(p, content)`` is SHA-256 of ``f"{p}\\n{head}{content['id']}{tail}"``: a writer that
+    learns the id (and ``p``) only under the chain lock, on the server, sends these two and lets the
+    server hash (see ``pg_write``). Sorted keys make the split exact: what sorts before "id" is
+    written before it, the rest after.
+    """
+    before = {k: v for k, v in content.items() if k < "id"}
+    after = {k: v for k, v in content.items() if k > "id"}
+    head = _canonical(before)[:-1] + ("," if before else "") + '"id":'
+    tail = "," + _canonical(after)[1:] if after else "}"
+    return head, tail
+
+
+def _canonical(content: dict[str, Any]) -> str:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def content_of(

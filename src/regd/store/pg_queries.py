@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -44,11 +44,22 @@ _INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 @functools.lru_cache(maxsize=2048)
 def pg_query(sql: str) -> str:
     """``sql`` with psycopg's placeholders: ``?`` -> ``%s`` outside string literals, ``%`` -> ``%%``."""
+    return _placeholders(sql, lambda n: "%s", "%%")
+
+
+@functools.lru_cache(maxsize=2048)
+def pg_numbered(sql: str) -> str:
+    """``sql`` with PostgreSQL's own placeholders, ``?`` -> ``$1``, ``$2`` ... (for ``PREPARE``)."""
+    return _placeholders(sql, lambda n: f"${n}", "%")
+
+
+def _placeholders(sql: str, mark: Callable[[int], str], percent: str) -> str:
     out: list[str] = []
     quote = ""
+    n = 0
     for ch in sql:
         if ch == "%":
-            out.append("%%")
+            out.append(percent)
         elif quote:
             out.append(ch)
             if ch == quote:  # a doubled quote closes and reopens: still right
@@ -57,7 +68,8 @@ def pg_query(sql: str) -> str:
             quote = ch
             out.append(ch)
         elif ch == "?":
-            out.append("%s")
+            n += 1
+            out.append(mark(n))
         else:
             out.append(ch)
     return "".join(out)

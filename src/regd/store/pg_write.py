@@ -34,15 +34,15 @@ import psycopg
 from regd.domain import AuditEvent, Stage
 from regd.store import auditchain
 from regd.store.catalog import AuditDraft, VersionDraft, VersionRow
+from regd.store.pg_prepared import Prepared
 from regd.store.pg_queries import (
     PgConnection,
     PgCursor,
     PgWriter,
     nul_refused,
-    pg_query,
     with_returning_id,
 )
-from regd.store.times import now_us, to_dt, to_us
+from regd.store.times import now_us, to_dt
 
 GLOBAL = 0x7265_6764_0002
 """The catalog-wide lock ('regd' 2): held shared by every model lock, alone by changes that name no model."""
@@ -51,6 +51,8 @@ CHAIN = 0x7265_6764_0003
 MODEL_SPACE = 0x7265_6764
 """The first key of the two-key advisory locks of models (a key space apart from the one-key locks)."""
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_TXID = "SELECT txid_current() % 4294967296"
+"""The transaction's id as ``xmin`` shows it (32 bits; ``txid_current`` counts wraparounds too)."""
 
 
 def model_key(name: str) -> int:
@@ -63,16 +65,21 @@ class TxConnection(PgConnection):
 
     Pending are statements nothing waits on: BEGIN, lock calls, and inside ``deferring()`` the writes
     whose outcome nobody reads (a stage change's UPDATEs and history row, a version's details,
-    metrics, tags ...). One simple-protocol message (a client-side bound ``ClientCursor``) carries
-    them all, in order, with the next query or the COMMIT; an error in any of them fails that
-    message, and the transaction rolls back as a whole. Not psycopg's pipeline mode: it polls the
-    socket while the server works, spinning a CPU through a lock wait.
+    metrics, tags ...). One simple-protocol message carries them all, in order, with the next query
+    or the COMMIT; an error in any of them fails that message, and the transaction rolls back as a
+    whole. Each statement in it is rendered by ``pg_prepared``: an EXECUTE of the connection's
+    prepared plan once it has one. Not psycopg's pipeline mode: it polls the socket while the server
+    works, spinning a CPU through a lock wait.
     """
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, prepared: Prepared) -> None:
         super().__init__(raw)
+        self.prepared = prepared
         self.begun = False
-        self.pending: list[str] = ["BEGIN"]
+        self.pending: list[str] = ["BEGIN", _TXID]
+        self.txid: int | None = None
+        """This transaction's id as a row's ``xmin`` shows it, read with the first message: how the
+        daemon's follower tells the audit rows this daemon wrote from other daemons' (``postgres``)."""
         self._defer: str | None = None  # None, "all", or "keep_ids": an INSERT whose id is wanted runs now
 
     @contextlib.contextmanager
@@ -89,49 +96,51 @@ class TxConnection(PgConnection):
             return False
         return not (self._defer == "keep_ids" and with_returning_id(sql))
 
+    def render(self, sql: str, params: Sequence[Any] = ()) -> str:
+        """One statement of a message, its values in it (``?`` placeholders)."""
+        return self.prepared.render(self.raw, sql, params)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         if self._deferred(sql):
-            self.pending.append(self._render(sql, params))
+            self.pending.append(self.render(sql, params))
             return _NO_RESULT
-        if not self.pending:
-            return super().execute(sql, params)
         returning = with_returning_id(sql)
-        cur = psycopg.ClientCursor(self.raw)
-        # the pending statements are rendered SQL: their literal % must not read as placeholders
-        head = "; ".join(p.replace("%", "%%") for p in self.pending)
-        self._send(cur, f"{head}; {pg_query(returning or sql)}", tuple(params))
-        for _ in range(len(self.pending)):
-            cur.nextset()
-        self.pending.clear()
-        return PgCursor(cur, returning is not None)
+        return PgCursor(self.send([self.render(returning or sql, params)]), returning is not None)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
+        rows = [self.render(sql, row) for row in seq]
         if self._deferred(sql):
-            self.pending.extend(self._render(sql, row) for row in seq)
-            return
-        self.flush()
-        super().executemany(sql, seq)
+            self.pending.extend(rows)
+        elif rows:
+            self.send(rows)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing sent, nothing queued: the transaction has not begun."""
+        return not self.begun and self.pending == ["BEGIN", _TXID]
 
     def flush(self, then: str = "") -> None:
         """Send what is pending now (and ``then``, a statement without parameters)."""
-        statements = [*self.pending, then] if then else self.pending
-        if statements:
-            self._send(psycopg.ClientCursor(self.raw), "; ".join(statements), None)
-            self.pending.clear()
+        if self.pending or then:
+            self.send([then] if then else [])
 
-    def _render(self, sql: str, params: Sequence[Any]) -> str:
+    def send(self, statements: list[str]) -> Any:
+        """Send the pending statements and then ``statements`` (rendered) in one message; the
+        cursor, at the result of the first of ``statements``."""
+        cur = psycopg.ClientCursor(self.raw)
+        skip = len(self.pending)
         try:
-            return psycopg.ClientCursor(self.raw).mogrify(pg_query(sql), tuple(params))
-        except psycopg.DataError as exc:
-            raise nul_refused(exc) from exc
-
-    def _send(self, cur: Any, sql: str, params: tuple[Any, ...] | None) -> None:
-        try:
-            cur.execute(sql, params)
+            cur.execute("; ".join([*self.pending, *statements]))  # no parameters: a literal % stays one
         except psycopg.DataError as exc:
             raise nul_refused(exc) from exc
         finally:
             self.begun = True  # even a failed send may have begun the transaction: the caller rolls back
+            self.pending.clear()
+        for i in range(skip):
+            if i == 1 and self.txid is None:  # BEGIN's result comes first, then this one's
+                self.txid = int(cur.fetchone()[0])
+            cur.nextset()
+        return cur
 
 
 class _NoResult(PgCursor):
@@ -174,8 +183,8 @@ class LockingPgWriter(PgWriter):
         if key in self._models:
             return
         if not (self._models or self._global):
-            self.conn.pending.append(f"SELECT pg_advisory_xact_lock_shared({GLOBAL})")
-        self.conn.pending.append(f"SELECT pg_advisory_xact_lock({MODEL_SPACE}, {key})")
+            self.conn.pending.append(self.conn.render("SELECT pg_advisory_xact_lock_shared(?)", (GLOBAL,)))
+        self.conn.pending.append(self.conn.render("SELECT pg_advisory_xact_lock(?, ?)", (MODEL_SPACE, key)))
         self._models.add(key)
 
     def lock_catalog(self) -> None:
@@ -204,6 +213,16 @@ class LockingPgWriter(PgWriter):
     def model(self, name: str) -> Any:
         self.lock_model(name)
         return super().model(name)
+
+    def _batch(self, queries: list[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The queries' rows, sent in one message (with whatever is pending)."""
+        cur = self.conn.send([self.conn.render(sql, params) for sql, params in queries])
+        found = []
+        for i in range(len(queries)):
+            if i:
+                cur.nextset()
+            found.append(cur.fetchall())
+        return found
 
     # writes whose outcome nobody reads ride along with the next query (see ``TxConnection``)
 
@@ -255,57 +274,63 @@ class LockingPgWriter(PgWriter):
             prev_hash="", hash="",
         )  # fmt: skip
 
-    def commit(self, channel: str, before: Callable[[list[AuditEvent]], None]) -> list[AuditEvent]:
-        """Append the kept audit rows to the chain, notify ``channel`` and commit; the rows appended.
+    def commit(self, channel: str, mark: Callable[[int, int], None]) -> list[AuditEvent]:
+        """Append the kept audit rows to the chain, notify ``channel`` and commit: one round trip.
 
-        ``before`` sees the rows, ids and hashes final, before the COMMIT is sent. The chain lock is
-        held from reading the last row to the commit: two round trips.
+        The server chains the rows: under the chain lock each INSERT takes the last row's id and hash
+        and hashes its own canonical JSON (made here, ``auditchain.around_id``) after them, so the lock
+        is held for one message's work and the commit's flush, not across round trips. ``mark`` is
+        told the transaction id and how many rows it appends before anything of that is sent.
         """
-        events = self._chain() if self._drafts else []
-        if not events:
-            if self.conn.begun or self.conn.pending != ["BEGIN"]:
+        if not self._drafts:
+            if not self.conn.untouched:
                 self.conn.flush("COMMIT")  # with any deferred writes
             return []
-        before(events)
-        self.appended.extend(events)  # so that a failed commit can take them back
-        values = ", ".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(events))
-        cur = psycopg.ClientCursor(self.conn.raw)
-        try:  # one round trip
-            cur.execute(
-                "INSERT INTO audit (id, at, actor, action, model, version, from_value, to_value, reason, details, "
-                f"prev_hash, hash) VALUES {values}; SELECT pg_notify(%s, %s); COMMIT",
-                [*(v for e in events for v in _audit_values(e)), channel, str(events[-1].id)],
-            )
-        except psycopg.DataError as exc:
-            raise nul_refused(exc) from exc
-        return events
-
-    def _chain(self) -> list[AuditEvent]:
-        """The kept drafts as chained rows after the last one, under the chain lock."""
-        self.conn.pending.append(f"SELECT pg_advisory_xact_lock({CHAIN})")
-        last = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-        prev_hash, row_id = (last[1], int(last[0])) if last else (auditchain.GENESIS, 0)
+        if self.conn.txid is None:
+            self.conn.flush()  # BEGIN and the transaction id: marking the rows ours needs it first
+        assert self.conn.txid is not None
+        mark(self.conn.txid, len(self._drafts))
         at = now_us()
-        events: list[AuditEvent] = []
-        for d in self._drafts:
-            row_id += 1
-            content = auditchain.content_of(
-                id=row_id, at=at, actor=d.actor, action=d.action, model=d.model, version=d.version,
+        drafts, self._drafts = self._drafts, []
+        inserts = []
+        for d in drafts:
+            head, tail = auditchain.around_id(auditchain.content_of(
+                id=0, at=at, actor=d.actor, action=d.action, model=d.model, version=d.version,
                 from_=d.from_, to=d.to, reason=d.reason, details=d.details,
-            )  # fmt: skip
-            digest = auditchain.row_hash(prev_hash, content)
+            ))  # fmt: skip
+            inserts.append(self.conn.render(_CHAINED_INSERT, (
+                at, d.actor, d.action, d.model, d.version, d.from_, d.to, d.reason, _dumps(d.details), head, tail,
+            )))  # fmt: skip
+        cur = self.conn.send([
+            self.conn.render("SELECT pg_advisory_xact_lock(?)", (CHAIN,)),
+            *inserts,
+            # the payload: the newest row's id, and who wrote it (see ``postgres.follow``)
+            self.conn.render("SELECT pg_notify(?, (SELECT max(id) FROM audit)::text || ' ' || ?)",
+                             (channel, str(self.conn.txid))),  # fmt: skip
+            "COMMIT",
+        ])  # fmt: skip
+        events = []
+        for d in drafts:
+            cur.nextset()
+            row_id, prev_hash, digest = cur.fetchone()
             events.append(AuditEvent(
                 id=row_id, at=to_dt(at), actor=d.actor, action=d.action, model=d.model, version=d.version,
                 from_=d.from_, to=d.to, reason=d.reason, details=d.details, prev_hash=prev_hash, hash=digest,
             ))  # fmt: skip
-            prev_hash = digest
-        self._drafts.clear()
+        self.appended.extend(events)
         return events
 
 
-def _audit_values(e: AuditEvent) -> tuple[Any, ...]:
-    return (e.id, to_us(e.at), e.actor, e.action, e.model, e.version, e.from_, e.to, e.reason, _dumps(e.details),
-            e.prev_hash, e.hash)  # fmt: skip
+_CHAINED_INSERT = (
+    "INSERT INTO audit (id, at, actor, action, model, version, from_value, to_value, reason, details, prev_hash, hash) "
+    "SELECT m.id + 1, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, "
+    "coalesce(a.hash, '" + auditchain.GENESIS + "'), "
+    "encode(sha256(convert_to(coalesce(a.hash, '" + auditchain.GENESIS + "') || E'\\n' || ?::text || (m.id + 1)::text "
+    "|| ?::text, "
+    "'UTF8')), 'hex') "
+    "FROM (SELECT coalesce(max(id), 0) AS id FROM audit) m LEFT JOIN audit a ON a.id = m.id "
+    "RETURNING id, prev_hash, hash"
+)
 
 
 def _dumps(value: Any) -> str:

@@ -42,6 +42,7 @@ import psycopg
 from regd.domain import AuditEvent
 from regd.store.catalog import CommitListener, ReadTx, WriteTx
 from regd.store.migrations import migrate_postgres
+from regd.store.pg_prepared import Prepared
 from regd.store.pg_queries import PgConnection, PgReader
 from regd.store.pg_write import RETRYABLE, LockingPgWriter, TxConnection
 from regd.store.sqlite_read import (  # the one copy of an audit row's shape
@@ -97,11 +98,14 @@ def _hung_up(conn: psycopg.Connection[Any]) -> bool:
 class _Worker:
     """One psycopg connection and the one thread that uses it."""
 
-    def __init__(self, url: str, name: str, setup: str = "") -> None:
+    def __init__(self, url: str, name: str, setup: str = "", *, own_prepares: bool = False) -> None:
         self._url = url
         self._setup = setup
+        self._own_prepares = own_prepares
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._conn: psycopg.Connection[Any] | None = None
+        self.prepared = Prepared()
+        """The statements prepared on the current connection (a new connection has none)."""
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
@@ -109,9 +113,14 @@ class _Worker:
             conn.close()  # the server ended it while idle (a restart, pg_terminate_backend, a timeout)
         if conn is None or conn.closed or conn.broken:
             conn = psycopg.connect(self._url, autocommit=True, application_name="regd")
+            if self._own_prepares:
+                # psycopg answers a ROLLBACK with DEALLOCATE ALL when it has prepared something
+                # itself, which would drop ``prepared``'s statements too: it prepares nothing here
+                conn.prepare_threshold = None
             if self._setup:
                 conn.execute(self._setup)  # SET, not connect options: the URL may carry options of its own
             self._conn = conn
+            self.prepared = Prepared()
         return conn
 
     async def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -144,8 +153,9 @@ class PostgresCatalog:
         self._remote: list[CommitListener] = []
         self._wanted: list[Callable[[], bool]] = []
         """Whether the remote listeners want rows now; none does: other daemons' rows are passed over unread."""
-        self._own: dict[int, str] = {}
-        """Audit id -> hash of the rows this daemon wrote (added before COMMIT), until ``follow`` passes them."""
+        self._own: dict[int, _Own] = {}
+        """This daemon's write transactions (by id, as rows' ``xmin`` show it) whose audit rows
+        ``follow`` has not passed yet: added before their COMMIT is sent."""
         self._own_lock = threading.Lock()
         self._last_seen = 0
         self._listening = False
@@ -159,7 +169,7 @@ class PostgresCatalog:
     # ------------------------------------------------------------------ life cycle
 
     async def open(self) -> None:
-        writer = _Worker(self._dsn, "regd-pg-writer", WRITER_SETUP)
+        writer = _Worker(self._dsn, "regd-pg-writer", WRITER_SETUP, own_prepares=True)
         try:
             await writer.run(migrate_postgres)
             for i in range(self._n_readers):
@@ -225,7 +235,8 @@ class PostgresCatalog:
         """Run ``fn`` as one transaction (see ``pg_write`` for its locks); commit, or roll back everything on error."""
         if self._writer is None:
             raise RuntimeError("the catalog is closed")
-        result, appended = await self._writer.run(lambda c: self._in_write_tx(c, fn))
+        writer = self._writer
+        result, appended = await writer.run(lambda c: self._in_write_tx(c, fn, writer.prepared))
         if appended:
             for listener in self._listeners:
                 try:
@@ -234,40 +245,54 @@ class PostgresCatalog:
                     log.exception("commit listener failed")
         return result
 
-    def _in_write_tx(self, conn: psycopg.Connection[Any], fn: Callable[[WriteTx], T]) -> tuple[T, list[AuditEvent]]:
-        for attempt in range(1, ATTEMPTS + 1):
-            tx = LockingPgWriter(TxConnection(conn), self.scope)
-            try:
-                result = fn(tx)
-                # the rows are marked ours before COMMIT: follow() must never see them as someone else's
-                appended = tx.commit(CHANNEL, self._mark_own)
-            except BaseException as exc:
-                self._unmark_own(tx.appended)
-                if not conn.broken:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, RETRYABLE) and attempt < ATTEMPTS:
-                    log.info("write lost a lock wait (%s); running it again", type(exc).__name__)
-                    continue
-                raise
-            return result, appended
-        raise AssertionError("unreachable")
+    def _in_write_tx(
+        self, conn: psycopg.Connection[Any], fn: Callable[[WriteTx], T], prepared: Prepared
+    ) -> tuple[T, list[AuditEvent]]:
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                tx = LockingPgWriter(TxConnection(conn, prepared), self.scope)
+                try:
+                    result = fn(tx)
+                    # the rows are marked ours before COMMIT: follow() must never see them as someone else's
+                    appended = tx.commit(CHANNEL, self._mark_own)
+                except BaseException as exc:
+                    self._unmark_own(tx.conn.txid)
+                    if not conn.broken:
+                        with contextlib.suppress(psycopg.Error):
+                            conn.execute("ROLLBACK")
+                    if isinstance(exc, RETRYABLE) and attempt < ATTEMPTS:
+                        log.info("write lost a lock wait (%s); running it again", type(exc).__name__)
+                        continue
+                    raise
+                if appended:
+                    self._own_committed(tx.conn.txid, appended[-1].id)
+                return result, appended
+            raise AssertionError("unreachable")
+        finally:
+            # outside the transaction, after it: what went out as text is prepared for the next ones
+            with contextlib.suppress(psycopg.Error):
+                prepared.prepare_wanted(conn)
 
-    def _mark_own(self, rows: list[AuditEvent]) -> None:
+    def _mark_own(self, txid: int, rows: int) -> None:
         with self._own_lock:
             # nobody follows (a CLI, a test) or the follower is not listening: forget the oldest; only
             # the newest can still come back as a notification once it listens again
             limit = OWN_LIMIT if self._listening else OWN_LIMIT_UNLISTENED
             if len(self._own) > limit:
-                for key in sorted(self._own)[: len(self._own) - limit // 2]:
+                for key in list(self._own)[: len(self._own) - limit // 2]:
                     del self._own[key]
-            self._own.update((r.id, r.hash) for r in rows)
+            self._own[txid] = _Own(rows)
 
-    def _unmark_own(self, rows: list[AuditEvent]) -> None:
+    def _own_committed(self, txid: int | None, last_id: int) -> None:
         with self._own_lock:
-            for r in rows:
-                if self._own.get(r.id) == r.hash:
-                    del self._own[r.id]
+            own = self._own.get(txid) if txid is not None else None
+            if own is not None:
+                own.last_id = last_id
+
+    def _unmark_own(self, txid: int | None) -> None:
+        if txid is not None:
+            with self._own_lock:
+                self._own.pop(txid, None)
 
     async def execute_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Run one statement on the writer (maintenance and tests)."""
@@ -343,10 +368,10 @@ class PostgresCatalog:
     async def _rows_after_last(self, conn: psycopg.AsyncConnection[Any], payloads: list[str] | None) -> list[AuditEvent]:
         """Every row after the last one seen that this daemon did not write."""
         if payloads is not None:
-            newest = max((int(p) for p in payloads if p.isdigit()), default=None)
+            newest, writer = _newest(payloads)
             if newest is not None and newest <= self._last_seen:
                 return []
-            if newest is not None and self._all_own(newest):
+            if newest is not None and self._all_own(newest, writer):
                 return []  # our own notification: nothing to read
             if newest is not None and not self._rows_wanted():
                 # nobody wants them any more (the last subscriber left): the notification says how far
@@ -356,32 +381,72 @@ class PostgresCatalog:
         remote: list[AuditEvent] = []
         while True:
             cur = await conn.execute(_AUDIT_AFTER, (self._last_seen, CATCH_UP_BATCH))
-            rows = [_audit_event(r) for r in await cur.fetchall()]
+            rows = await cur.fetchall()
             if not rows:
                 return remote
-            self._last_seen = rows[-1].id
+            self._last_seen = int(rows[-1][0])
             with self._own_lock:
-                remote += [r for r in rows if self._own.pop(r.id, None) != r.hash]
+                remote += [_audit_event(r[:-1]) for r in rows if not self._passed_own(int(r[-1]))]
             if len(rows) < CATCH_UP_BATCH:
                 return remote
+
+    def _passed_own(self, xmin: int) -> bool:
+        """Whether a row read is one of this daemon's (counted off its transaction's; under the lock)."""
+        own = self._own.get(xmin)
+        if own is None:
+            return False
+        own.rows -= 1
+        if own.rows <= 0:
+            del self._own[xmin]
+        return True
 
     def _pass_over(self, newest: int) -> None:
         """Count every row up to ``newest`` as seen without reading it (our own marks included)."""
         with self._own_lock:
-            for key in [k for k in self._own if k <= newest]:
+            for key in [k for k, o in self._own.items() if o.last_id is not None and o.last_id <= newest]:
                 del self._own[key]
         self._last_seen = max(self._last_seen, newest)
 
-    def _all_own(self, newest: int) -> bool:
-        """True (and those rows passed) when every row up to ``newest`` not yet seen is this daemon's."""
+    def _all_own(self, newest: int, writer: int | None) -> bool:
+        """True (and those rows passed) when every row up to ``newest`` not yet seen is this daemon's:
+        the notification names one of its transactions, and that one appended exactly those rows."""
+        if writer is None:
+            return False
         with self._own_lock:
-            ids = range(self._last_seen + 1, newest + 1)
-            if not all(i in self._own for i in ids):
+            own = self._own.get(writer)
+            if own is None or newest - own.rows != self._last_seen:
                 return False
-            for i in ids:
-                del self._own[i]
+            del self._own[writer]
         self._last_seen = newest
         return True
+
+
+class _Own:
+    """One of this daemon's write transactions, as ``follow`` needs it."""
+
+    __slots__ = ("last_id", "rows")
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        """Its audit rows ``follow`` has not passed yet."""
+        self.last_id: int | None = None
+        """Its last row's id, once its COMMIT has answered."""
+
+
+def _newest(payloads: list[str]) -> tuple[int | None, int | None]:
+    """The newest row a batch of notifications names, and the transaction that wrote it. A payload
+    is ``"<audit id> <transaction id>"`` (an older regd sent the id alone: no writer named)."""
+    newest: int | None = None
+    writer: int | None = None
+    for payload in payloads:
+        parts = payload.split()
+        if not parts or not parts[0].isdigit():
+            continue
+        row = int(parts[0])
+        if newest is None or row > newest:
+            newest = row
+            writer = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+    return newest, writer
 
 
 async def _max_id(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -398,10 +463,13 @@ def _in_read_tx(conn: psycopg.Connection[Any], fn: Callable[[ReadTx], T], scope:
         return fn(reader)
     finally:
         if not conn.broken:
-            conn.execute("ROLLBACK")  # nothing to keep; ROLLBACK also ends a transaction a failed query aborted
+            # nothing to keep, and COMMIT also ends a transaction a failed query aborted; not ROLLBACK,
+            # which makes psycopg drop the statements it prepared (its plans cache on readers too)
+            conn.execute("COMMIT")
 
 
-_AUDIT_AFTER = f"SELECT {_AUDIT_COLS} FROM audit WHERE id > %s ORDER BY id LIMIT %s"
+# xmin: the transaction that wrote the row, which tells this daemon's own rows from others'
+_AUDIT_AFTER = f"SELECT {_AUDIT_COLS}, xmin::text::bigint FROM audit WHERE id > %s ORDER BY id LIMIT %s"
 
 
 def _max_audit_id(r: ReadTx) -> int:

@@ -205,23 +205,29 @@ class SQLiteReader:
     # ------------------------------------------------------------------ version rows
 
     def row(self, name: str, ref: str) -> VersionRow:
-        """Resolve ``1.2.0``, ``latest``, a stage name or ``@alias`` to a version of ``name``."""
-        mid = self.model_id(name)
-        base = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ?"
+        """Resolve ``1.2.0``, ``latest``, a stage name or ``@alias`` to a version of ``name``.
+
+        One statement, the model looked up by name inside it (one round trip on a networked catalog);
+        only when nothing is found is the model looked up alone, to say which of the two is missing.
+        """
+        model = "(SELECT id FROM models WHERE name = ?)"
+        base = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = {model}"
         r: Any = None
         if SEMVER_RE.match(ref):
             major, minor, patch = (int(x) for x in ref.split("."))
-            r = self._one(base + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (mid, major, minor, patch))
+            r = self._one(base + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (name, major, minor, patch))
         elif ref == "latest":
-            r = self._one(base + " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1", (mid,))
+            r = self._one(base + " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1", (name,))
         elif ref in STAGE_NAMES:
-            r = self._one(base + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (mid, ref))
+            r = self._one(base + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (name, ref))
         else:
             alias = ref[1:] if ref.startswith("@") else ref
             r = self._one(
-                base + " AND v.id = (SELECT version_id FROM aliases WHERE model_id = ? AND alias = ?)", (mid, mid, alias)
+                base + " AND v.id = (SELECT a.version_id FROM aliases a WHERE a.model_id = v.model_id AND a.alias = ?)",
+                (name, alias),
             )
         if r is None:
+            self.model_id(name)  # no such model: its own NotFound
             raise NotFound(_not_found_message(name, ref), {"name": name, "version": ref})
         return _version_row(r)
 
@@ -257,27 +263,33 @@ class SQLiteReader:
     # ------------------------------------------------------------------ full versions
 
     def version(self, version_id: int, *, tensors: bool = False) -> Version:
-        r = self._one(
-            "SELECT m.name, v.version, v.stage, v.description, v.digest, v.size, v.kind, v.format, v.stored_path, "
-            "v.source_path, v.store_mode, v.run_id, v.code_sha, v.data_version, v.parent, v.env_lock_digest, "
-            "v.warnings, v.rolled_back, v.created_at, v.created_by, v.pruned_at, "
-            "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, "
-            + ("d.tensors " if tensors else "NULL ")
-            + "FROM versions v JOIN models m ON m.id = v.model_id LEFT JOIN version_details d ON d.version_id = v.id "
-            "WHERE v.id = ?",
-            (version_id,),
-        )
-        if r is None:
+        return self._version_from(self._batch(_version_queries(version_id, tensors)), version_id, tensors)
+
+    def promotion_subject(self, row: VersionRow) -> tuple[Version, VersionRow | None]:
+        """The whole version ``row`` names and its model's production row: what a promotion reads
+        before its guards, in one round trip on a networked catalog."""
+        production = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id " \
+            "WHERE v.model_id = ? AND v.stage = 'production'"
+        *found, prod = self._batch([*_version_queries(row.id, False), (production, (row.model_id,))])
+        return self._version_from(found, row.id, False), (_version_row(prod[0]) if prod else None)
+
+    def _batch(self, queries: list[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Each query's rows. Here one after another; a catalog that can send them in one message does."""
+        return [self._all(sql, params) for sql, params in queries]
+
+    def _version_from(self, found: list[list[Any]], version_id: int, tensors: bool) -> Version:
+        """A version from the rows of ``_version_queries``."""
+        main, keyed, lock = found
+        if not main:
             raise NotFound(f"no version with id {version_id}")
         (name, ver, stage, desc, digest, size, kind, fmt, stored, source, mode, run_id, code_sha, data_version,
          parent, lock_digest, warnings, rolled_back, created_at, created_by, pruned_at,
-         signature, files, git, runtime, fmeta, unsafe, tensor_blob) = r  # fmt: skip
-        # the four keyed tables in one statement: one round trip instead of four on a networked catalog
+         signature, files, git, runtime, fmeta, unsafe, tensor_blob) = main[0]  # fmt: skip
         metrics: dict[str, float] = {}
         params: dict[str, Any] = {}
         tags: dict[str, str] = {}
         aliases: list[str] = []
-        for table, key, number, text in self._all(_KEYED_OF_VERSION, (version_id,) * 4):
+        for table, key, number, text in keyed:
             if table == 0:
                 metrics[key] = number
             elif table == 1:
@@ -287,10 +299,8 @@ class SQLiteReader:
             else:
                 aliases.append(key)
         env_lock = None
-        if lock_digest:
-            lr = self._one("SELECT kind, source, packages FROM env_locks WHERE digest = ?", (lock_digest,))
-            if lr:
-                env_lock = EnvLock(digest=lock_digest, kind=lr[0], source=lr[1], packages=json.loads(lr[2]))
+        if lock:
+            env_lock = EnvLock(digest=lock_digest, kind=lock[0][0], source=lock[0][1], packages=json.loads(lock[0][2]))
         fingerprints = None
         if tensors:
             raw = json.loads(zlib.decompress(tensor_blob)) if tensor_blob else []
@@ -634,6 +644,26 @@ class SQLiteReader:
         }
 
 
+def _version_queries(version_id: int, tensors: bool) -> list[tuple[str, Sequence[Any]]]:
+    """A whole version's three statements: its row and details, its keyed rows, its environment lock
+    (found through the version, so that none waits on another's answer)."""
+    return [
+        (_VERSION_ROW.format(tensors="d.tensors" if tensors else "NULL"), (version_id,)),
+        # the four keyed tables in one statement
+        (_KEYED_OF_VERSION, (version_id,) * 4),
+        ("SELECT kind, source, packages FROM env_locks WHERE digest = (SELECT env_lock_digest FROM versions WHERE id = ?)",
+         (version_id,)),
+    ]  # fmt: skip
+
+
+_VERSION_ROW = (
+    "SELECT m.name, v.version, v.stage, v.description, v.digest, v.size, v.kind, v.format, v.stored_path, "
+    "v.source_path, v.store_mode, v.run_id, v.code_sha, v.data_version, v.parent, v.env_lock_digest, "
+    "v.warnings, v.rolled_back, v.created_at, v.created_by, v.pruned_at, "
+    "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, {tensors} "
+    "FROM versions v JOIN models m ON m.id = v.model_id LEFT JOIN version_details d ON d.version_id = v.id "
+    "WHERE v.id = ?"
+)
 _KEYED_OF_VERSION = (
     "SELECT 0, key, value, NULL FROM metrics WHERE version_id = ? "
     "UNION ALL SELECT 1, key, NULL, value FROM params WHERE version_id = ? "
