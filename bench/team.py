@@ -168,6 +168,8 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
                 t.join()
 
         for op in ("register", "promote"):
+            if op == "promote":
+                _analyze(url)
             for i in range(plan.rounds):
                 turns = [
                     lambda op=op, i=i: call("embedded", "embedded", op, i, samples[op]["embedded"]),
@@ -214,9 +216,21 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         "what the shared catalog costs beyond the machine's load. "
         "A registration is a "
         "4 KiB safetensors file (local objects on both sides, so only the catalog differs); a promotion archives "
-        "the previous production version in the same transaction."
+        "the previous production version in the same transaction. Between the registrations and the "
+        "promotions the bench runs `ANALYZE`, as autovacuum would on a server up for more than the seconds "
+        "this one has been (see `_analyze`)."
     )
     return rows, detail
+
+
+def _analyze(url: str) -> None:
+    """Give PostgreSQL its statistics of what the registrations wrote, as autovacuum does on any
+    server that has been up a minute (this one has been up seconds): without them it guesses that a
+    model has one version, and looks a version up through the model's index instead of its number's."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("ANALYZE")
 
 
 # ----------------------------------------------------------------------------- upload

@@ -52,8 +52,7 @@ def _context(
 
 def check(r: ReadTx, name: str, ref: str, stage: Stage, policies: list[StagePolicy]) -> CheckResult:
     """Run the guards for ``name:ref -> stage`` and change nothing (the transition is checked too)."""
-    row = r.row(name, ref)
-    version, current = r.promotion_subject(row)
+    row, version, current = r.promotion_subject(name, ref)
     results: list[GuardResult] = []
     try:
         stages.check_transition(name, row.version, row.stage, stage)
@@ -81,9 +80,8 @@ def promote(
             f"promote moves versions to staging or production, not {stage.value} (use archive)",
             {"allowed": ["staging", "production"]},
         )
-    row = tx.row(name, ref)
+    row, version, current = tx.promotion_subject(name, ref)
     stages.check_transition(name, row.version, row.stage, stage)
-    version, current = tx.promotion_subject(row)
     checks = guards.evaluate(policies, version, _context(tx, row, policies, current))
     failed = [c for c in checks if not c.passed]
     if failed and not force:

@@ -41,10 +41,13 @@ class Prepared:
         """Sent as text in a transaction; prepared by ``prepare_wanted`` after it (insertion-ordered)."""
         self.refused: set[str] = set()
         self._count = 0
+        self._cursor: psycopg.ClientCursor[Any] | None = None  # renders only: one will do
 
     def render(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
         """``sql`` with ``params`` as one statement of a message: an EXECUTE when it is prepared."""
-        cur = psycopg.ClientCursor(conn)
+        cur = self._cursor
+        if cur is None or cur.connection is not conn:
+            cur = self._cursor = psycopg.ClientCursor(conn)
         name = self.names.get(sql)
         try:
             if name is None:

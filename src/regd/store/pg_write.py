@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from regd.domain import AuditEvent, Stage
+from regd.domain import AuditEvent, Stage, Version
 from regd.store import auditchain
 from regd.store.catalog import AuditDraft, VersionDraft, VersionRow
 from regd.store.pg_prepared import Prepared
@@ -76,7 +76,8 @@ class TxConnection(PgConnection):
         super().__init__(raw)
         self.prepared = prepared
         self.begun = False
-        self.pending: list[str] = ["BEGIN", _TXID]
+        self.pending: list[str] = ["BEGIN", self.render(_TXID)]
+        self._untouched = list(self.pending)
         self.txid: int | None = None
         """This transaction's id as a row's ``xmin`` shows it, read with the first message: how the
         daemon's follower tells the audit rows this daemon wrote from other daemons' (``postgres``)."""
@@ -117,7 +118,7 @@ class TxConnection(PgConnection):
     @property
     def untouched(self) -> bool:
         """Nothing sent, nothing queued: the transaction has not begun."""
-        return not self.begun and self.pending == ["BEGIN", _TXID]
+        return not self.begun and self.pending == self._untouched
 
     def flush(self, then: str = "") -> None:
         """Send what is pending now (and ``then``, a statement without parameters)."""
@@ -213,6 +214,10 @@ class LockingPgWriter(PgWriter):
     def model(self, name: str) -> Any:
         self.lock_model(name)
         return super().model(name)
+
+    def promotion_subject(self, name: str, ref: str) -> tuple[VersionRow, Version, VersionRow | None]:
+        self.lock_model(name)
+        return super().promotion_subject(name, ref)
 
     def _batch(self, queries: list[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """The queries' rows, sent in one message (with whatever is pending)."""

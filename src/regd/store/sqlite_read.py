@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import TypeAdapter
 
@@ -210,26 +210,15 @@ class SQLiteReader:
         One statement, the model looked up by name inside it (one round trip on a networked catalog);
         only when nothing is found is the model looked up alone, to say which of the two is missing.
         """
-        model = "(SELECT id FROM models WHERE name = ?)"
-        base = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = {model}"
-        r: Any = None
-        if SEMVER_RE.match(ref):
-            major, minor, patch = (int(x) for x in ref.split("."))
-            r = self._one(base + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (name, major, minor, patch))
-        elif ref == "latest":
-            r = self._one(base + " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1", (name,))
-        elif ref in STAGE_NAMES:
-            r = self._one(base + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (name, ref))
-        else:
-            alias = ref[1:] if ref.startswith("@") else ref
-            r = self._one(
-                base + " AND v.id = (SELECT a.version_id FROM aliases a WHERE a.model_id = v.model_id AND a.alias = ?)",
-                (name, alias),
-            )
+        pick, params = _picked(name, ref)
+        r = self._one(f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id {pick}", params)
         if r is None:
-            self.model_id(name)  # no such model: its own NotFound
-            raise NotFound(_not_found_message(name, ref), {"name": name, "version": ref})
+            self._not_found(name, ref)
         return _version_row(r)
+
+    def _not_found(self, name: str, ref: str) -> NoReturn:
+        self.model_id(name)  # no such model: its own NotFound
+        raise NotFound(_not_found_message(name, ref), {"name": name, "version": ref})
 
     def row_by_id(self, version_id: int) -> VersionRow:
         r = self._one(f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.id = ?", (version_id,))
@@ -263,15 +252,25 @@ class SQLiteReader:
     # ------------------------------------------------------------------ full versions
 
     def version(self, version_id: int, *, tensors: bool = False) -> Version:
-        return self._version_from(self._batch(_version_queries(version_id, tensors)), version_id, tensors)
+        return self._version_from(self._batch(_version_queries(("?", (version_id,)), tensors)), version_id, tensors)
 
-    def promotion_subject(self, row: VersionRow) -> tuple[Version, VersionRow | None]:
-        """The whole version ``row`` names and its model's production row: what a promotion reads
-        before its guards, in one round trip on a networked catalog."""
-        production = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id " \
-            "WHERE v.model_id = ? AND v.stage = 'production'"
-        *found, prod = self._batch([*_version_queries(row.id, False), (production, (row.model_id,))])
-        return self._version_from(found, row.id, False), (_version_row(prod[0]) if prod else None)
+    def promotion_subject(self, name: str, ref: str) -> tuple[VersionRow, Version, VersionRow | None]:
+        """The version ``name``/``ref`` names (its row and the whole version) and its model's production
+        row: what a promotion reads before its guards, in one round trip on a networked catalog (each
+        statement finds the version itself, none waits on another's answer)."""
+        pick, params = _picked(name, ref)
+        picked = (f"(SELECT v.id FROM versions v {pick})", params)
+        production = (
+            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+            "WHERE v.model_id = (SELECT id FROM models WHERE name = ?) AND v.stage = 'production'"
+        )
+        rows = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id {pick}"
+        row, *found, prod = self._batch([(rows, params), *_version_queries(picked, False), (production, (name,))])
+        if not row:
+            self._not_found(name, ref)
+        subject = _version_row(row[0])
+        current = _version_row(prod[0]) if prod else None
+        return subject, self._version_from(found, subject.id, False), current
 
     def _batch(self, queries: list[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """Each query's rows. Here one after another; a catalog that can send them in one message does."""
@@ -644,16 +643,36 @@ class SQLiteReader:
         }
 
 
-def _version_queries(version_id: int, tensors: bool) -> list[tuple[str, Sequence[Any]]]:
+def _version_queries(version: tuple[str, Sequence[Any]], tensors: bool) -> list[tuple[str, Sequence[Any]]]:
     """A whole version's three statements: its row and details, its keyed rows, its environment lock
-    (found through the version, so that none waits on another's answer)."""
+    (found through the version, so that none waits on another's answer). ``version``: SQL for its
+    id (``?`` or a subquery) and that SQL's parameters."""
+    vid, params = version
     return [
-        (_VERSION_ROW.format(tensors="d.tensors" if tensors else "NULL"), (version_id,)),
+        (_VERSION_ROW.format(tensors="d.tensors" if tensors else "NULL", version=vid), tuple(params)),
         # the four keyed tables in one statement
-        (_KEYED_OF_VERSION, (version_id,) * 4),
-        ("SELECT kind, source, packages FROM env_locks WHERE digest = (SELECT env_lock_digest FROM versions WHERE id = ?)",
-         (version_id,)),
+        (_KEYED_OF_VERSION.format(version=vid), tuple(params) * 4),
+        (f"SELECT kind, source, packages FROM env_locks WHERE digest = (SELECT env_lock_digest FROM versions WHERE id = {vid})",
+         tuple(params)),
     ]  # fmt: skip
+
+
+def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
+    """``WHERE`` (and order) picking the version ``ref`` names of model ``name`` from ``versions v``:
+    ``1.2.0``, ``latest``, a stage name or ``@alias``; and its parameters."""
+    where = "WHERE v.model_id = (SELECT id FROM models WHERE name = ?)"
+    if SEMVER_RE.match(ref):
+        major, minor, patch = (int(x) for x in ref.split("."))
+        return where + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (name, major, minor, patch)
+    if ref == "latest":
+        return where + " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1", (name,)
+    if ref in STAGE_NAMES:
+        return where + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (name, ref)
+    alias = ref[1:] if ref.startswith("@") else ref
+    return where + " AND v.id = (SELECT a.version_id FROM aliases a WHERE a.model_id = v.model_id AND a.alias = ?)", (
+        name,
+        alias,
+    )
 
 
 _VERSION_ROW = (
@@ -662,13 +681,13 @@ _VERSION_ROW = (
     "v.warnings, v.rolled_back, v.created_at, v.created_by, v.pruned_at, "
     "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, {tensors} "
     "FROM versions v JOIN models m ON m.id = v.model_id LEFT JOIN version_details d ON d.version_id = v.id "
-    "WHERE v.id = ?"
+    "WHERE v.id = {version}"
 )
 _KEYED_OF_VERSION = (
-    "SELECT 0, key, value, NULL FROM metrics WHERE version_id = ? "
-    "UNION ALL SELECT 1, key, NULL, value FROM params WHERE version_id = ? "
-    "UNION ALL SELECT 2, key, NULL, value FROM tags WHERE version_id = ? "
-    "UNION ALL SELECT 3, alias, NULL, NULL FROM aliases WHERE version_id = ? "
+    "SELECT 0, key, value, NULL FROM metrics WHERE version_id = {version} "
+    "UNION ALL SELECT 1, key, NULL, value FROM params WHERE version_id = {version} "
+    "UNION ALL SELECT 2, key, NULL, value FROM tags WHERE version_id = {version} "
+    "UNION ALL SELECT 3, alias, NULL, NULL FROM aliases WHERE version_id = {version} "
     "ORDER BY 1, 2"
 )
 _SUMMARY_LIST = TypeAdapter(list[VersionSummary])
