@@ -115,6 +115,14 @@ class TxConnection(PgConnection):
         elif rows:
             self.send(rows)
 
+    def queue_select(self, exprs: str, params: Sequence[Any]) -> None:
+        """Queue ``SELECT exprs`` (lock calls): in the transaction id's statement while nothing else is
+        queued, a statement fewer for the server to run."""
+        if self.pending == self._untouched:
+            self.pending[1] = self.render(f"{_TXID}, {exprs}", params)
+        else:
+            self.pending.append(self.render(f"SELECT {exprs}", params))
+
     @property
     def untouched(self) -> bool:
         """Nothing sent, nothing queued: the transaction has not begun."""
@@ -183,9 +191,10 @@ class LockingPgWriter(PgWriter):
         key = model_key(name)
         if key in self._models:
             return
-        if not (self._models or self._global):
-            self.conn.pending.append(self.conn.render("SELECT pg_advisory_xact_lock_shared(?)", (GLOBAL,)))
-        self.conn.pending.append(self.conn.render("SELECT pg_advisory_xact_lock(?, ?)", (MODEL_SPACE, key)))
+        if self._models or self._global:
+            self.conn.queue_select("pg_advisory_xact_lock(?, ?)", (MODEL_SPACE, key))
+        else:  # in this order: the catalog's (shared), then the model's
+            self.conn.queue_select("pg_advisory_xact_lock_shared(?), pg_advisory_xact_lock(?, ?)", (GLOBAL, MODEL_SPACE, key))
         self._models.add(key)
 
     def lock_catalog(self) -> None:
@@ -298,26 +307,21 @@ class LockingPgWriter(PgWriter):
         at = now_us()
         drafts, self._drafts = self._drafts, []
         inserts = []
-        for d in drafts:
+        for n, d in enumerate(drafts, 1):
             head, tail = auditchain.around_id(auditchain.content_of(
                 id=0, at=at, actor=d.actor, action=d.action, model=d.model, version=d.version,
                 from_=d.from_, to=d.to, reason=d.reason, details=d.details,
             ))  # fmt: skip
-            inserts.append(self.conn.render(_CHAINED_INSERT, (
-                at, d.actor, d.action, d.model, d.version, d.from_, d.to, d.reason, _dumps(d.details), head, tail,
-            )))  # fmt: skip
-        cur = self.conn.send([
-            self.conn.render("SELECT pg_advisory_xact_lock(?)", (CHAIN,)),
-            *inserts,
-            # the payload: the newest row's id, and who wrote it (see ``postgres.follow``)
-            self.conn.render("SELECT pg_notify(?, (SELECT max(id) FROM audit)::text || ' ' || ?)",
-                             (channel, str(self.conn.txid))),  # fmt: skip
-            "COMMIT",
-        ])  # fmt: skip
+            values = (at, d.actor, d.action, d.model, d.version, d.from_, d.to, d.reason, _dumps(d.details), head, tail)
+            if n < len(drafts):
+                inserts.append(self.conn.render(_CHAINED_INSERT, values))
+            else:  # the last row notifies: the newest id and who wrote it (see ``postgres.follow``)
+                inserts.append(self.conn.render(_CHAINED_INSERT_NOTIFYING, (*values, channel, str(self.conn.txid))))
+        cur = self.conn.send([self.conn.render("SELECT pg_advisory_xact_lock(?)", (CHAIN,)), *inserts, "COMMIT"])
         events = []
         for d in drafts:
             cur.nextset()
-            row_id, prev_hash, digest = cur.fetchone()
+            row_id, prev_hash, digest = cur.fetchone()[:3]
             events.append(AuditEvent(
                 id=row_id, at=to_dt(at), actor=d.actor, action=d.action, model=d.model, version=d.version,
                 from_=d.from_, to=d.to, reason=d.reason, details=d.details, prev_hash=prev_hash, hash=digest,
@@ -336,6 +340,7 @@ _CHAINED_INSERT = (
     "FROM (SELECT coalesce(max(id), 0) AS id FROM audit) m LEFT JOIN audit a ON a.id = m.id "
     "RETURNING id, prev_hash, hash"
 )
+_CHAINED_INSERT_NOTIFYING = _CHAINED_INSERT + ", pg_notify(?, id::text || ' ' || ?)::text"
 
 
 def _dumps(value: Any) -> str:

@@ -259,18 +259,17 @@ class SQLiteReader:
         row: what a promotion reads before its guards, in one round trip on a networked catalog (each
         statement finds the version itself, none waits on another's answer)."""
         pick, params = _picked(name, ref)
-        picked = (f"(SELECT v.id FROM versions v {pick})", params)
-        production = (
-            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
+        rows = (
+            f"SELECT * FROM (SELECT {_ROW_COLS}, 0 AS production FROM versions v JOIN models m ON m.id = v.model_id "
+            f"{pick}) AS picked UNION ALL SELECT {_ROW_COLS}, 1 FROM versions v JOIN models m ON m.id = v.model_id "
             "WHERE v.model_id = (SELECT id FROM models WHERE name = ?) AND v.stage = 'production'"
         )
-        rows = f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id {pick}"
-        row, *found, prod = self._batch([(rows, params), *_version_queries(picked, False), (production, (name,))])
-        if not row:
+        found = self._batch([(rows, (*params, name)), *_version_queries((f"(SELECT v.id FROM versions v {pick})", params), False)])
+        picked = [_version_row(r) for r in found[0] if not r[-1]]
+        if not picked:
             self._not_found(name, ref)
-        subject = _version_row(row[0])
-        current = _version_row(prod[0]) if prod else None
-        return subject, self._version_from(found, subject.id, False), current
+        current = next((_version_row(r) for r in found[0] if r[-1]), None)
+        return picked[0], self._version_from(found[1:], picked[0].id, False), current
 
     def _batch(self, queries: list[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """Each query's rows. Here one after another; a catalog that can send them in one message does."""
@@ -278,12 +277,12 @@ class SQLiteReader:
 
     def _version_from(self, found: list[list[Any]], version_id: int, tensors: bool) -> Version:
         """A version from the rows of ``_version_queries``."""
-        main, keyed, lock = found
+        main, keyed = found
         if not main:
             raise NotFound(f"no version with id {version_id}")
         (name, ver, stage, desc, digest, size, kind, fmt, stored, source, mode, run_id, code_sha, data_version,
          parent, lock_digest, warnings, rolled_back, created_at, created_by, pruned_at,
-         signature, files, git, runtime, fmeta, unsafe, tensor_blob) = main[0]  # fmt: skip
+         signature, files, git, runtime, fmeta, unsafe, tensor_blob, lock_kind, lock_source, lock_packages) = main[0]  # fmt: skip
         metrics: dict[str, float] = {}
         params: dict[str, Any] = {}
         tags: dict[str, str] = {}
@@ -298,8 +297,8 @@ class SQLiteReader:
             else:
                 aliases.append(key)
         env_lock = None
-        if lock:
-            env_lock = EnvLock(digest=lock_digest, kind=lock[0][0], source=lock[0][1], packages=json.loads(lock[0][2]))
+        if lock_kind is not None:
+            env_lock = EnvLock(digest=lock_digest, kind=lock_kind, source=lock_source, packages=json.loads(lock_packages))
         fingerprints = None
         if tensors:
             raw = json.loads(zlib.decompress(tensor_blob)) if tensor_blob else []
@@ -644,17 +643,15 @@ class SQLiteReader:
 
 
 def _version_queries(version: tuple[str, Sequence[Any]], tensors: bool) -> list[tuple[str, Sequence[Any]]]:
-    """A whole version's three statements: its row and details, its keyed rows, its environment lock
-    (found through the version, so that none waits on another's answer). ``version``: SQL for its
-    id (``?`` or a subquery) and that SQL's parameters."""
+    """A whole version's two statements: its row with its details and environment lock, and its keyed
+    rows (neither waits on the other's answer). ``version``: SQL for its id (``?`` or a subquery)
+    and that SQL's parameters."""
     vid, params = version
     return [
         (_VERSION_ROW.format(tensors="d.tensors" if tensors else "NULL", version=vid), tuple(params)),
         # the four keyed tables in one statement
         (_KEYED_OF_VERSION.format(version=vid), tuple(params) * 4),
-        (f"SELECT kind, source, packages FROM env_locks WHERE digest = (SELECT env_lock_digest FROM versions WHERE id = {vid})",
-         tuple(params)),
-    ]  # fmt: skip
+    ]
 
 
 def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
@@ -679,8 +676,10 @@ _VERSION_ROW = (
     "SELECT m.name, v.version, v.stage, v.description, v.digest, v.size, v.kind, v.format, v.stored_path, "
     "v.source_path, v.store_mode, v.run_id, v.code_sha, v.data_version, v.parent, v.env_lock_digest, "
     "v.warnings, v.rolled_back, v.created_at, v.created_by, v.pruned_at, "
-    "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, {tensors} "
+    "d.signature, d.files, d.git, d.runtime, d.format_metadata, d.unsafe_imports, {tensors}, "
+    "e.kind, e.source, e.packages "
     "FROM versions v JOIN models m ON m.id = v.model_id LEFT JOIN version_details d ON d.version_id = v.id "
+    "LEFT JOIN env_locks e ON e.digest = v.env_lock_digest "
     "WHERE v.id = {version}"
 )
 _KEYED_OF_VERSION = (

@@ -34,6 +34,7 @@ class SQLiteWriter(SQLiteReader):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn)
         self.appended: list[AuditEvent] = []
+        self._touched: set[int] = set()
 
     # ------------------------------------------------------------------ models
 
@@ -48,6 +49,9 @@ class SQLiteWriter(SQLiteReader):
         return int(cur.lastrowid)
 
     def _touch(self, model_id: int) -> None:
+        if model_id in self._touched:
+            return  # once per transaction: a promotion changes two versions of one model
+        self._touched.add(model_id)
         self.conn.execute("UPDATE models SET updated_at = ? WHERE id = ?", (now_us(), model_id))
 
     def deprecate(self, model_id: int, reason: str) -> None:
