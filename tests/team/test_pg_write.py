@@ -211,3 +211,20 @@ def test_the_json_around_the_id_hashes_as_the_whole_row() -> None:
         for row_id in (1, 42, 10**12):
             whole = auditchain.row_hash("p" * 64, {**content, "id": row_id})
             assert hashlib.sha256(f"{'p' * 64}\n{head}{row_id}{tail}".encode()).hexdigest() == whole
+
+
+async def test_a_write_after_the_server_lost_the_prepared_statements_goes_through(pg_url) -> None:  # type: ignore[no-untyped-def]
+    catalog = await _open(pg_url)
+    try:
+        for i in range(2):
+            await catalog.write(lambda tx, i=i: registration.record(tx, _draft("m", i), "alice"))
+        assert await _prepared_by_regd(catalog)
+        await catalog.execute_raw("DEALLOCATE ALL")  # what DISCARD ALL or a pooler handing over a new session does
+        v, _ = await catalog.write(lambda tx: registration.record(tx, _draft("m", 7), "alice"))
+        assert v.version == "1.2.0"
+        await catalog.write(lambda tx: registration.record(tx, _draft("m", 8), "alice"))
+        assert await _prepared_by_regd(catalog)  # prepared anew
+        ok, checked, _ = await catalog.read(_verify_chain)
+        assert ok and checked == 4
+    finally:
+        await catalog.close()

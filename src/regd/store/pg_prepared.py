@@ -60,6 +60,11 @@ class Prepared:
         except psycopg.DataError as exc:  # a NUL in a value
             raise nul_refused(exc) from exc
 
+    def forget(self) -> None:
+        """The server no longer has them (``DISCARD ALL``, a pooler that moved the session): text again."""
+        self.names.clear()
+        self.wanted.clear()
+
     def prepare_wanted(self, conn: psycopg.Connection[Any]) -> None:
         """PREPARE what went out as text, one statement at a time, outside any transaction."""
         while self.wanted and not (conn.closed or conn.broken):

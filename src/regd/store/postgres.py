@@ -43,7 +43,7 @@ from regd.domain import AuditEvent
 from regd.store.catalog import CommitListener, ReadTx, WriteTx
 from regd.store.migrations import migrate_postgres
 from regd.store.pg_prepared import Prepared
-from regd.store.pg_queries import PgConnection, PgReader
+from regd.store.pg_queries import PgConnection, PgReader, pg_query
 from regd.store.pg_write import RETRYABLE, LockingPgWriter, TxConnection
 from regd.store.sqlite_read import (  # the one copy of an audit row's shape
     _AUDIT_COLS,
@@ -263,6 +263,12 @@ class PostgresCatalog:
                     if isinstance(exc, RETRYABLE) and attempt < ATTEMPTS:
                         log.info("write lost a lock wait (%s); running it again", type(exc).__name__)
                         continue
+                    if isinstance(exc, psycopg.errors.InvalidSqlStatementName) and attempt < ATTEMPTS:
+                        # our prepared statements are gone (DISCARD ALL, a pooler): failed at the first
+                        # EXECUTE, so nothing was written; again as text, prepared anew afterwards
+                        log.warning("the catalog's prepared statements are gone (%s); preparing them again", exc)
+                        prepared.forget()
+                        continue
                     raise
                 if appended:
                     self._own_committed(tx.conn.txid, appended[-1].id)
@@ -297,7 +303,12 @@ class PostgresCatalog:
     async def execute_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Run one statement on the writer (maintenance and tests)."""
         assert self._writer is not None
-        return await self._writer.run(lambda c: PgConnection(c).execute(sql, params).fetchall())
+
+        def run(c: psycopg.Connection[Any]) -> list[Any]:
+            cur = c.execute(pg_query(sql), params)  # ``?`` placeholders, as every query here
+            return cur.fetchall() if cur.description is not None else []  # a statement without rows: none
+
+        return await self._writer.run(run)
 
     # ------------------------------------------------------------------ other daemons' changes
 
