@@ -206,11 +206,13 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         figures[f"team_{op}_all_vs_embedded_all"] = same
     detail = (
         f"Each of {plan.rounds} rounds per operation runs four contenders in rotating order: the embedded daemon; "
-        f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle but "
-        "following its changes (LISTEN/NOTIFY, as a TUI on every host would need); and all four team daemons at the "
+        f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle (with no "
+        "subscriber and no deploy_dir a daemon does not follow the others' changes); and all four team daemons at the "
         "same moment, each on its own model. Each write holds only its model's advisory lock, and the audit chain's "
-        "for the last insert and the commit, so the four at once queue only there; they also share this machine's "
-        "cores with PostgreSQL and each other's following: that row is the worst case of a team, not the common one. "
+        "for its commit message, so the four at once queue only there; they also share this machine's "
+        "two cores with PostgreSQL and the bench's clients: that row is the worst case of a team, not the common "
+        "one. A promotion there is CPU-bound: it costs ~0.9 ms of a daemon's CPU and ~0.8 ms of PostgreSQL's, "
+        "and four of them share two cores. "
         f"The context rows run {DAEMONS} embedded daemons (each on its own data dir: nothing shared) at the same "
         "moment too, as a fourth contender: the same number of busy daemons on the same cores, so their ratio is "
         "what the shared catalog costs beyond the machine's load. "
