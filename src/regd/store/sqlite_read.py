@@ -657,7 +657,8 @@ def _version_queries(version: tuple[str, Sequence[Any]], tensors: bool) -> list[
 def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
     """``WHERE`` (and order) picking the version ``ref`` names of model ``name`` from ``versions v``:
     ``1.2.0``, ``latest``, a stage name or ``@alias``; and its parameters."""
-    where = "WHERE v.model_id = (SELECT id FROM models WHERE name = ?)"
+    model = "(SELECT id FROM models WHERE name = ?)"
+    where = f"WHERE v.model_id = {model}"
     if SEMVER_RE.match(ref):
         major, minor, patch = (int(x) for x in ref.split("."))
         return where + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (name, major, minor, patch)
@@ -666,10 +667,8 @@ def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
     if ref in STAGE_NAMES:
         return where + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (name, ref)
     alias = ref[1:] if ref.startswith("@") else ref
-    return where + " AND v.id = (SELECT a.version_id FROM aliases a WHERE a.model_id = v.model_id AND a.alias = ?)", (
-        name,
-        alias,
-    )
+    # not correlated with v: found once, then the version by its id (not a probe per version of the model)
+    return where + f" AND v.id = (SELECT version_id FROM aliases WHERE model_id = {model} AND alias = ?)", (name, name, alias)
 
 
 _VERSION_ROW = (
