@@ -15,6 +15,7 @@ production; run as the user ``regdpg`` under root) and moto's S3 server in its o
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -26,12 +27,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import Section, daemon, median
 from bench.fixtures import (
     Conn,
     Row,
     big_model,
+    cpu_seconds,
     dist,
     small_model,
     table,
@@ -46,10 +49,11 @@ class Plan:
     rounds: int = 150
     upload_bytes: int = 1 << 30
     upload_rounds: int = 3
+    cpu_promotions: int = 200
 
 
 FULL = Plan()
-QUICK = Plan(rounds=30, upload_bytes=128 << 20, upload_rounds=2)
+QUICK = Plan(rounds=30, upload_bytes=128 << 20, upload_rounds=2, cpu_promotions=30)
 DAEMONS = 4
 
 
@@ -180,6 +184,7 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
                 shift = i % len(turns)
                 for run_one in turns[shift:] + turns[:shift]:
                     run_one()
+        cpu_row = _cpu_per_promotion(plan, models, url, {"embedded": embedded, "team": team[0]}, conns, figures)
         checks = {k: c.call("audit.verify")["ok"] for k, c in conns.items()}
         for c in conns.values():
             c.close()
@@ -204,6 +209,7 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
             f"{same:.2f}× at the same load", "—", "(context)",
         ))  # fmt: skip
         figures[f"team_{op}_all_vs_embedded_all"] = same
+    rows.append(cpu_row)
     detail = (
         f"Each of {plan.rounds} rounds per operation runs four contenders in rotating order: the embedded daemon; "
         f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle (with no "
@@ -223,6 +229,62 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         "this one has been (see `_analyze`)."
     )
     return rows, detail
+
+
+def _cpu_per_promotion(plan: Plan, models: Path, url: str, daemons: dict[str, Any], conns: dict[str, Conn],
+                       figures: dict[str, float]) -> Row:  # fmt: skip
+    """What one promotion costs the machine's CPU: the embedded daemon's, and a team daemon's plus
+    PostgreSQL's (all its processes), each promoting fresh versions one at a time (from /proc)."""
+    n = plan.cpu_promotions
+    conn_of = {"embedded": "embedded", "team": "team0"}
+    spent: dict[str, float] = {}
+    for kind, d in daemons.items():
+        c = conns[conn_of[kind]]
+        name = f"cpu-{kind}"
+        for i in range(n + 1):
+            path = models / f"{name}-{i}.safetensors"
+            small_model(path, seed=900_000 + i)
+            c.call("versions.register", {"path": str(path), "name": name})
+        c.call("versions.promote", {"name": name, "version": "1.0.0", "stage": "production", "reason": "bench"})
+        pids = [d.proc.pid, *(_postgres_pids(url) if kind == "team" else [])]
+        before = {pid: cpu_seconds(pid) for pid in pids}
+        for i in range(1, n + 1):
+            c.call("versions.promote", {"name": name, "version": f"1.{i}.0", "stage": "production", "reason": "bench"})
+        for pid in pids:
+            key = f"{kind}:daemon" if pid == d.proc.pid else f"{kind}:pg"
+            with contextlib.suppress(OSError):  # a PostgreSQL process that ended meanwhile
+                spent[key] = spent.get(key, 0.0) + cpu_seconds(pid) - before[pid]
+    ms = {k: v / n * 1000 for k, v in spent.items()}
+    figures.update(team_promote_cpu_daemon_ms=ms["team:daemon"], team_promote_cpu_pg_ms=ms.get("team:pg", 0.0),
+                   embedded_promote_cpu_ms=ms["embedded:daemon"])  # fmt: skip
+    team_ms = ms["team:daemon"] + ms.get("team:pg", 0.0)
+    return Row(
+        f"context: CPU per promotion, one at a time ({n} in a row, from /proc)",
+        f"team daemon {ms['team:daemon']:.2f} ms + PostgreSQL {ms.get('team:pg', 0.0):.2f} ms",
+        f"embedded daemon: {ms['embedded:daemon']:.2f} ms",
+        f"{team_ms / ms['embedded:daemon']:.2f}× the CPU", "—",
+        f"(context: four at once on {os.cpu_count()} cores need ≥ {4 * team_ms / (os.cpu_count() or 1):.2f} ms of it each round)",
+    )  # fmt: skip
+
+
+def _postgres_pids(url: str) -> list[int]:
+    """The PostgreSQL server's processes: the postmaster (a backend's parent) and its children."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        (backend,) = db.execute("SELECT pg_backend_pid()").fetchone() or (0,)
+    postmaster = _parent(backend)
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                if _parent(int(entry.name)) == postmaster:
+                    children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _analyze(url: str) -> None:
