@@ -67,6 +67,8 @@ class Prepared:
 
     def prepare_wanted(self, conn: psycopg.Connection[Any]) -> None:
         """PREPARE what went out as text, one statement at a time, outside any transaction."""
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return  # a ROLLBACK that did not get through: a PREPARE now would fail for that, not for itself
         while self.wanted and not (conn.closed or conn.broken):
             sql = next(iter(self.wanted))
             del self.wanted[sql]
