@@ -85,6 +85,15 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _settle(answer: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if answer.cancelled():  # the caller stopped waiting (its task was cancelled): nobody to tell
+        return
+    if exc is not None:
+        answer.set_exception(exc)
+    else:
+        answer.set_result(result)
+
+
 def _hung_up(conn: psycopg.Connection[Any]) -> bool:
     """Whether the server has sent something to an idle connection: when it ends a session it says
     so ("terminating connection ...") and closes the socket, which psycopg notices only on the next
@@ -124,8 +133,22 @@ class _Worker:
         return conn
 
     async def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``fn`` on this worker's thread and connection. The answer comes back with one
+        ``call_soon_threadsafe`` (not ``run_in_executor``'s chain of futures and callbacks: a
+        measured part of the event loop's work per write)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(self._connection()))
+        answer: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn(self._connection())
+            except BaseException as exc:  # everything, as concurrent.futures does: the caller re-raises it
+                loop.call_soon_threadsafe(_settle, answer, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, answer, result, None)
+
+        self._pool.submit(job)
+        return await answer
 
     async def close(self) -> None:
         def shut() -> None:
@@ -238,12 +261,17 @@ class PostgresCatalog:
         writer = self._writer
         result, appended = await writer.run(lambda c: self._in_write_tx(c, fn, writer.prepared))
         if appended:
-            for listener in self._listeners:
-                try:
-                    listener(appended)
-                except Exception:  # a broken listener must not undo a committed change
-                    log.exception("commit listener failed")
+            # on the loop's next pass, in commit order, as the embedded catalog does: the reply to the
+            # change goes out first (events and effects are scheduled work anyway)
+            asyncio.get_running_loop().call_soon(self._notify, appended)
         return result
+
+    def _notify(self, rows: list[AuditEvent]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(rows)
+            except Exception:  # a broken listener must not undo a committed change
+                log.exception("commit listener failed")
 
     def _in_write_tx(
         self, conn: psycopg.Connection[Any], fn: Callable[[WriteTx], T], prepared: Prepared
