@@ -336,8 +336,12 @@ class AsyncClient:
 
         return Version.model_validate(await self.call("versions.get", {"name": name, "version": version, "tensors": tensors}))
 
-    async def events(self, topics: list[str] | None = None) -> AsyncIterator[Event]:
-        """Yield events on a dedicated connection until cancelled."""
+    async def events(
+        self, topics: list[str] | None = None, *, on_subscribed: Callable[[], None] | None = None
+    ) -> AsyncIterator[Event]:
+        """Yield events on a dedicated connection until cancelled. ``on_subscribed`` is called once the
+        daemon has answered the subscription: every change committed after that is an event here, so
+        a caller that loaded something before can look once for what it missed in between."""
         from regd.domain import Event
 
         try:
@@ -356,6 +360,8 @@ class AsyncClient:
                     raise RegdError.from_error(msg["error"])
                 if msg.get("method") == "event":
                     yield Event.model_validate(msg["params"])
+                elif "result" in msg and on_subscribed is not None:
+                    on_subscribed()
         finally:
             writer.close()
             with contextlib.suppress(Exception):

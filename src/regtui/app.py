@@ -114,7 +114,8 @@ class RegTUI(ReportsWorkerFailures, App[None]):
         await asyncio.sleep(FEED_DELAY_S)
         await asyncio.to_thread(importlib.import_module, "regd.domain")
         gc.freeze()
-        await live.follow(self.client, self._live_event, self._live_lost, self._live_back, lost=lost)
+        await live.follow(self.client, self._live_event, self._live_lost, self._live_back, lost=lost,
+                          on_subscribed=self.catch_up)  # fmt: skip
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call the daemon once it answers (waits while it is being started or reconnected)."""
@@ -184,6 +185,14 @@ class RegTUI(ReportsWorkerFailures, App[None]):
         self._status_ticks += 1
         if self.connected.is_set() and (ingest_active(self.status) or self._status_ticks % 4 == 0):
             self.poll_status()
+
+    @work(exclusive=True, group="catch-up", exit_on_error=False)
+    async def catch_up(self) -> None:
+        """Once the feed is subscribed: the changes made between the first load and the subscription
+        (the feed starts after the first paint), shown now rather than at the next status poll."""
+        if await live.last_audit_id(self.client) > self._audit_seen:
+            for event in await live.catch_up(self.client, self._audit_seen):
+                self._live_event(event)
 
     @work(exclusive=True, group="status", exit_on_error=False)
     async def poll_status(self) -> None:

@@ -80,12 +80,14 @@ async def follow(
     topics: list[str] | None = None,
     *,
     lost: bool = False,
+    on_subscribed: Callable[[], None] | None = None,
 ) -> None:
     """Deliver every event until cancelled; when the daemon goes away, say so, retry, say when it is back.
 
     ``on_back`` gets the fresh ``daemon.status`` so the caller can reload what it shows: events
     published while the connection was down are not replayed. ``lost=True`` starts by waiting for
-    a daemon (none answered at start).
+    a daemon (none answered at start). ``on_subscribed`` is called each time the daemon has
+    accepted the subscription (from then on nothing is missed).
     """
     delay = RETRY_FIRST_S
     while True:
@@ -94,7 +96,7 @@ async def follow(
                 status = await client.call("daemon.status")
                 lost, delay = False, RETRY_FIRST_S
                 on_back(status)
-            async for event in client.events(topics):
+            async for event in client.events(topics, on_subscribed=on_subscribed):
                 on_event(event)
             raise Unreachable("the event stream ended")
         except (Unreachable, ConnectionError, OSError) as exc:

@@ -23,6 +23,17 @@ from tests.tui.conftest import (
 )
 
 
+async def test_a_change_made_before_the_feed_subscribed_shows_once_it_has(fresh, tmp_path):
+    # no status poll (the other way such a change would show): only the catch-up on subscribing can
+    app = make_app(fresh, poll_s=3600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)  # connected and painted; the feed subscribes after the first paint
+        path = write_weights(tmp_path / "early.safetensors", 8)
+        await run_in_thread(Client(fresh.socket).register, path, name="early", metrics={"acc": 0.5})
+        await wait_until(pilot, lambda: "early" in screen_text(app), what="early in the models table")
+        assert any("new version early:1.0.0" in n for n in notifications(app))
+
+
 def model_names(app) -> list[str]:
     return [m["name"] for m in app.screen.models] if hasattr(app.screen, "models") else []
 
