@@ -190,17 +190,19 @@ class RegTUI(ReportsWorkerFailures, App[None]):
     async def catch_up(self) -> None:
         """Once the feed is subscribed: the changes made between the first load and the subscription
         (the feed starts after the first paint), shown now rather than at the next status poll."""
-        if await live.last_audit_id(self.client) > self._audit_seen:
-            for event in await live.catch_up(self.client, self._audit_seen):
-                self._live_event(event)
+        await self._show_missed()
 
     @work(exclusive=True, group="status", exit_on_error=False)
     async def poll_status(self) -> None:
         status = await self.client.call("daemon.status")
         quiet, self._events_since_poll = self._events_since_poll == 0, 0
         self.status = status
-        if quiet and await live.last_audit_id(self.client) > self._audit_seen:
-            # changes the feed did not bring (made before it subscribed, or dropped): the audit log has them
+        if quiet:
+            await self._show_missed()
+
+    async def _show_missed(self) -> None:
+        """Changes the feed did not bring (made before it subscribed, or dropped): the audit log has them."""
+        if await live.last_audit_id(self.client) > self._audit_seen:
             missed = await live.catch_up(self.client, self._audit_seen)
             for event in missed:
                 self._live_event(event)

@@ -110,11 +110,11 @@ class _Worker:
     def __init__(self, url: str, name: str, setup: str = "", *, own_prepares: bool = False) -> None:
         self._url = url
         self._setup = setup
-        self._own_prepares = own_prepares
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._conn: psycopg.Connection[Any] | None = None
-        self.prepared = Prepared()
-        """The statements prepared on the current connection (a new connection has none)."""
+        self.prepared = Prepared() if own_prepares else None
+        """The statements this worker prepared on its current connection (a new connection has none);
+        None on a worker that leaves preparing to psycopg (the readers)."""
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
@@ -122,14 +122,14 @@ class _Worker:
             conn.close()  # the server ended it while idle (a restart, pg_terminate_backend, a timeout)
         if conn is None or conn.closed or conn.broken:
             conn = psycopg.connect(self._url, autocommit=True, application_name="regd")
-            if self._own_prepares:
+            if self.prepared is not None:
                 # psycopg answers a ROLLBACK with DEALLOCATE ALL when it has prepared something
                 # itself, which would drop ``prepared``'s statements too: it prepares nothing here
                 conn.prepare_threshold = None
+                self.prepared = Prepared()
             if self._setup:
                 conn.execute(self._setup)  # SET, not connect options: the URL may carry options of its own
             self._conn = conn
-            self.prepared = Prepared()
         return conn
 
     async def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -259,7 +259,12 @@ class PostgresCatalog:
         if self._writer is None:
             raise RuntimeError("the catalog is closed")
         writer = self._writer
-        result, appended = await writer.run(lambda c: self._in_write_tx(c, fn, writer.prepared))
+
+        def in_tx(c: psycopg.Connection[Any]) -> tuple[T, list[AuditEvent]]:
+            assert writer.prepared is not None  # the writer prepares its own (``open``)
+            return self._in_write_tx(c, fn, writer.prepared)
+
+        result, appended = await writer.run(in_tx)
         if appended:
             # on the loop's next pass, in commit order, as the embedded catalog does: the reply to the
             # change goes out first (events and effects are scheduled work anyway)

@@ -43,6 +43,10 @@ _ROW_COLS = (
     "v.id, v.model_id, m.name, v.version, v.major, v.minor, v.patch, v.stage, v.digest, "
     "v.signature_digest, v.created_by, v.created_at, v.rolled_back, v.pruned_at"
 )
+_ROWS_FROM = "FROM versions v JOIN models m ON m.id = v.model_id"
+_ROWS = f"SELECT {_ROW_COLS} {_ROWS_FROM}"
+"""Version rows (``_version_row``), to be narrowed by a ``WHERE``."""
+_MODEL_BY_NAME = "(SELECT id FROM models WHERE name = ?)"
 _SUMMARY_COLS = (
     "v.id, m.name, v.version, v.stage, v.format, v.digest, v.size, v.warnings, v.created_at, v.created_by, v.pruned_at"
 )
@@ -211,7 +215,7 @@ class SQLiteReader:
         only when nothing is found is the model looked up alone, to say which of the two is missing.
         """
         pick, params = _picked(name, ref)
-        r = self._one(f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id {pick}", params)
+        r = self._one(f"{_ROWS} {pick}", params)
         if r is None:
             self._not_found(name, ref)
         return _version_row(r)
@@ -221,14 +225,14 @@ class SQLiteReader:
         raise NotFound(_not_found_message(name, ref), {"name": name, "version": ref})
 
     def row_by_id(self, version_id: int) -> VersionRow:
-        r = self._one(f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.id = ?", (version_id,))
+        r = self._one(f"{_ROWS} WHERE v.id = ?", (version_id,))
         if r is None:
             raise NotFound(f"no version with id {version_id}")
         return _version_row(r)
 
     def latest_row(self, model_id: int) -> VersionRow | None:
         r = self._one(
-            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ? "
+            f"{_ROWS} WHERE v.model_id = ? "
             "ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1",
             (model_id,),
         )
@@ -236,15 +240,14 @@ class SQLiteReader:
 
     def row_by_digest(self, model_id: int, digest: str) -> VersionRow | None:
         r = self._one(
-            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ? AND v.digest = ?",
+            f"{_ROWS} WHERE v.model_id = ? AND v.digest = ?",
             (model_id, digest),
         )
         return _version_row(r) if r else None
 
     def production_row(self, model_id: int) -> VersionRow | None:
         r = self._one(
-            f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id "
-            "WHERE v.model_id = ? AND v.stage = 'production'",
+            f"{_ROWS} WHERE v.model_id = ? AND v.stage = 'production'",
             (model_id,),
         )
         return _version_row(r) if r else None
@@ -260,9 +263,8 @@ class SQLiteReader:
         statement finds the version itself, none waits on another's answer)."""
         pick, params = _picked(name, ref)
         rows = (
-            f"SELECT * FROM (SELECT {_ROW_COLS}, 0 AS production FROM versions v JOIN models m ON m.id = v.model_id "
-            f"{pick}) AS picked UNION ALL SELECT {_ROW_COLS}, 1 FROM versions v JOIN models m ON m.id = v.model_id "
-            "WHERE v.model_id = (SELECT id FROM models WHERE name = ?) AND v.stage = 'production'"
+            f"SELECT * FROM (SELECT {_ROW_COLS}, 0 AS production {_ROWS_FROM} {pick}) AS picked UNION ALL "
+            f"SELECT {_ROW_COLS}, 1 {_ROWS_FROM} WHERE v.model_id = {_MODEL_BY_NAME} AND v.stage = 'production'"
         )
         found = self._batch([(rows, (*params, name)), *_version_queries((f"(SELECT v.id FROM versions v {pick})", params), False)])
         picked = [_version_row(r) for r in found[0] if not r[-1]]
@@ -615,7 +617,7 @@ class SQLiteReader:
         return [
             _version_row(r)
             for r in self._all(
-                f"SELECT {_ROW_COLS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.parent = ? ORDER BY v.id",
+                f"{_ROWS} WHERE v.parent = ? ORDER BY v.id",
                 (f"{name}:{version}",),
             )
         ]
@@ -657,8 +659,7 @@ def _version_queries(version: tuple[str, Sequence[Any]], tensors: bool) -> list[
 def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
     """``WHERE`` (and order) picking the version ``ref`` names of model ``name`` from ``versions v``:
     ``1.2.0``, ``latest``, a stage name or ``@alias``; and its parameters."""
-    model = "(SELECT id FROM models WHERE name = ?)"
-    where = f"WHERE v.model_id = {model}"
+    where = f"WHERE v.model_id = {_MODEL_BY_NAME}"
     if SEMVER_RE.match(ref):
         major, minor, patch = (int(x) for x in ref.split("."))
         return where + " AND v.major = ? AND v.minor = ? AND v.patch = ?", (name, major, minor, patch)
@@ -668,7 +669,7 @@ def _picked(name: str, ref: str) -> tuple[str, tuple[Any, ...]]:
         return where + " AND v.stage = ? ORDER BY v.id DESC LIMIT 1", (name, ref)
     alias = ref[1:] if ref.startswith("@") else ref
     # not correlated with v: found once, then the version by its id (not a probe per version of the model)
-    return where + f" AND v.id = (SELECT version_id FROM aliases WHERE model_id = {model} AND alias = ?)", (name, name, alias)
+    return where + f" AND v.id = (SELECT version_id FROM aliases WHERE model_id = {_MODEL_BY_NAME} AND alias = ?)", (name, name, alias)
 
 
 _VERSION_ROW = (
