@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from bench.common import Section, daemon, median
 from bench.fixtures import (
     Conn,
     Row,
+    at_once,
     big_model,
     cpu_seconds,
     dist,
@@ -154,22 +154,19 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         conns = {"embedded": Conn(embedded.socket), **{k: Conn(d.socket) for k, d in zip(team_keys, team, strict=True)},
                  **{k: Conn(d.socket) for k, d in zip(solo_keys, solos, strict=True)}}  # fmt: skip
 
-        def call(conn: str, model: str, op: str, i: int, out: list[float]) -> None:
+        def request(model: str, op: str, i: int) -> tuple[str, dict[str, Any]]:
             if op == "register":
-                method, params = "versions.register", {"path": str(files[model][i]), "name": model}
-            else:
-                method = "versions.promote"
-                params = {"name": model, "version": f"1.{i}.0", "stage": "production", "reason": "bench"}
+                return "versions.register", {"path": str(files[model][i]), "name": model}
+            return "versions.promote", {"name": model, "version": f"1.{i}.0", "stage": "production", "reason": "bench"}
+
+        def call(conn: str, model: str, op: str, i: int, out: list[float]) -> None:
+            method, params = request(model, op, i)
             t0 = time.perf_counter()
             conns[conn].call(method, params)
             out.append(time.perf_counter() - t0)
 
         def all_at_once(op: str, i: int, keys: list[str] = team_keys, kind: str = "all") -> None:
-            threads = [threading.Thread(target=call, args=(k, k, op, i, samples[op][kind])) for k in keys]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            samples[op][kind].extend(at_once([(conns[k], *request(k, op, i)) for k in keys]))
 
         for op in ("register", "promote"):
             if op == "promote":
@@ -214,11 +211,12 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         f"Each of {plan.rounds} rounds per operation runs four contenders in rotating order: the embedded daemon; "
         f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle (with no "
         "subscriber and no deploy_dir a daemon does not follow the others' changes); and all four team daemons at the "
-        "same moment, each on its own model. Each write holds only its model's advisory lock, and the audit chain's "
+        "same moment, each on its own model (the bench sends the four calls, from one thread, before it reads any answer). Each write holds only its model's advisory lock, and the audit chain's "
         "for its commit message, so the four at once queue only there; they also share this machine's "
         "two cores with PostgreSQL and the bench's clients: that row is the worst case of a team, not the common "
-        "one. A promotion there is CPU-bound: it costs ~0.9 ms of a daemon's CPU and ~0.8 ms of PostgreSQL's, "
-        "and four of them share two cores. "
+        "one. A promotion there is CPU-bound: it costs "
+        f"{figures['team_promote_cpu_daemon_ms']:.2f} ms of a daemon's CPU and {figures['team_promote_cpu_pg_ms']:.2f} ms "
+        "of PostgreSQL's (the last row), and four of them share two cores. "
         f"The context rows run {DAEMONS} embedded daemons (each on its own data dir: nothing shared) at the same "
         "moment too, as a fourth contender: the same number of busy daemons on the same cores, so their ratio is "
         "what the shared catalog costs beyond the machine's load. "

@@ -9,9 +9,10 @@ import psycopg
 import pytest
 
 from regd.domain import Stage, WatchSpec
-from regd.errors import NotFound
+from regd.errors import InvalidParams, NotFound
 from regd.lifecycle import promotion, registration
 from regd.store.catalog import AuditDraft, VersionDraft
+from regd.store.pg_prepared import Prepared
 from regd.store.pg_write import GLOBAL, MODEL_SPACE, model_key
 from regd.store.postgres import PostgresCatalog, _newest
 
@@ -228,3 +229,29 @@ async def test_a_write_after_the_server_lost_the_prepared_statements_goes_throug
         assert ok and checked == 4
     finally:
         await catalog.close()
+
+
+_AWKWARD = [
+    "", "plain", "it's", "''", "a\\b", "\\'", "E'x'", "--", "-- comment", "/* c */", "; DROP TABLE audit; --",
+    "$1", "$$", "%s", "%%", "?", "é", "日本", "\U0001f600", "tab\there", "new\nline", "\r\n", "\u2028", " lead",
+] + [chr(c) for c in range(1, 128)]
+
+
+def test_values_reach_the_server_exactly_through_a_prepared_statement(pg_url) -> None:  # type: ignore[no-untyped-def]
+    """The writer writes most values into its EXECUTEs itself (``pg_prepared._literal``): each comes
+    back from the server as it went in, and one with a NUL is the caller's error."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        prepared = Prepared()
+        sql = "SELECT ?::text, ?::bigint, ?::double precision, ?::boolean, ?::bytea"
+        for text in _AWKWARD:
+            for number in (0, 7, -1, -(2**63), 2**63 - 1):
+                values = (text, number, -0.5, True, b"\x00\xff'\\")
+                query = prepared.render(conn, sql, values)
+                if not prepared.names:  # the first goes out as text; prepare it as the writer does
+                    conn.execute(query)
+                    prepared.prepare_wanted(conn)
+                    query = prepared.render(conn, sql, values)
+                assert query.startswith("EXECUTE regd_w1(")
+                assert conn.execute(query).fetchone() == values, query
+        with pytest.raises(InvalidParams):
+            prepared.render(conn, sql, ("a\x00b", 1, 1.0, True, b""))

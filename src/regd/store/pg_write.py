@@ -24,6 +24,7 @@ deadlock error, and the catalog runs it again (``RETRYABLE``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,6 +56,7 @@ _TXID = "SELECT txid_current() % 4294967296"
 """The transaction's id as ``xmin`` shows it (32 bits; ``txid_current`` counts wraparounds too)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def model_key(name: str) -> int:
     """A model name's lock key: a signed 32-bit hash (the same on every host and Python)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
