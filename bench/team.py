@@ -182,6 +182,7 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
                 for run_one in turns[shift:] + turns[:shift]:
                     run_one()
         cpu_row = _cpu_per_promotion(plan, models, url, {"embedded": embedded, "team": team[0]}, conns, figures)
+        flush = _commit_flush(url, plan.cpu_promotions)
         checks = {k: c.call("audit.verify")["ok"] for k, c in conns.items()}
         for c in conns.values():
             c.close()
@@ -207,19 +208,23 @@ def _catalog(plan: Plan, work: Path, url: str, figures: dict[str, float]) -> tup
         ))  # fmt: skip
         figures[f"team_{op}_all_vs_embedded_all"] = same
     rows.append(cpu_row)
+    rows.append(_floor_row(samples["promote"], figures, flush))
     detail = (
         f"Each of {plan.rounds} rounds per operation runs four contenders in rotating order: the embedded daemon; "
         f"one of the {DAEMONS} team daemons (they take turns) on a model they share, the other three idle (with no "
-        "subscriber and no deploy_dir a daemon does not follow the others' changes); and all four team daemons at the "
-        "same moment, each on its own model (the bench sends the four calls, from one thread, before it reads any answer). Each write holds only its model's advisory lock, and the audit chain's "
-        "for its commit message, so the four at once queue only there; they also share this machine's "
-        "two cores with PostgreSQL and the bench's clients: that row is the worst case of a team, not the common "
-        "one. A promotion there is CPU-bound: it costs "
+        "subscriber and no deploy_dir a daemon does not follow the others' changes); all four team daemons at the "
+        "same moment, each on its own model (the bench sends the four calls from one thread before it reads any "
+        f"answer); and {DAEMONS} embedded daemons (each on its own data dir: nothing shared) at the same moment: the "
+        "same number of busy daemons on the same cores, so the context rows' ratio is what the shared catalog costs "
+        "beyond the machine's load. Each write holds only its model's advisory lock, and the audit chain's for its "
+        "commit message, so the four team daemons at once queue only there; they also share this machine's two "
+        "cores with PostgreSQL and the bench's client: that row is the worst case of a team, not the common one. "
+        "A promotion there is CPU-bound: it costs "
         f"{figures['team_promote_cpu_daemon_ms']:.2f} ms of a daemon's CPU and {figures['team_promote_cpu_pg_ms']:.2f} ms "
-        "of PostgreSQL's (the last row), and four of them share two cores. "
-        f"The context rows run {DAEMONS} embedded daemons (each on its own data dir: nothing shared) at the same "
-        "moment too, as a fourth contender: the same number of busy daemons on the same cores, so their ratio is "
-        "what the shared catalog costs beyond the machine's load. "
+        "of PostgreSQL's (the CPU row), and four of them share two cores. The floor row adds up what four at once "
+        "cannot avoid here, from parts measured in the same run: the four daemons' own work (four embedded daemons "
+        "at once), PostgreSQL's CPU for the four, and the audit chain's queue (one chain for every daemon, each "
+        "commit holding its lock through its WAL flush, so that no daemon sees a row a crash could still lose). "
         "A registration is a "
         "4 KiB safetensors file (local objects on both sides, so only the catalog differs); a promotion archives "
         "the previous production version in the same transaction. Between the registrations and the "
@@ -262,6 +267,47 @@ def _cpu_per_promotion(plan: Plan, models: Path, url: str, daemons: dict[str, An
         f"embedded daemon: {ms['embedded:daemon']:.2f} ms",
         f"{team_ms / ms['embedded:daemon']:.2f}× the CPU", "—",
         f"(context: four at once on {os.cpu_count()} cores need ≥ {4 * team_ms / (os.cpu_count() or 1):.2f} ms of it each round)",
+    )  # fmt: skip
+
+
+def _commit_flush(url: str, n: int) -> float:
+    """How long a commit on this PostgreSQL waits for its WAL flush (p50, seconds): a one-row commit
+    made durable, less the same commit with ``synchronous_commit = off``, interleaved."""
+    import psycopg
+
+    taken: dict[str, list[float]] = {"on": [], "off": []}
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE bench_flush (n BIGINT)")
+        try:
+            for _ in range(n):
+                for mode, out in taken.items():
+                    t0 = time.perf_counter()
+                    db.execute(f"BEGIN; SET LOCAL synchronous_commit = {mode}; INSERT INTO bench_flush VALUES (1); COMMIT")
+                    out.append(time.perf_counter() - t0)
+        finally:
+            db.execute("DROP TABLE bench_flush")
+    return max(0.0, median(taken["on"]) - median(taken["off"]))
+
+
+def _floor_row(promote: dict[str, list[float]], figures: dict[str, float], flush: float) -> Row:
+    """What four promotions at once cannot take less than here, added up from this run's parts:
+    the same four daemons' work with nothing shared (four embedded daemons at once), PostgreSQL's
+    CPU for four promotions on the same cores, and the audit chain's queue (each commit holds the
+    chain's lock through its WAL flush, so of four arriving together the middle ones wait for one
+    and two flushes: 1.5 on average). Not a measurement of regd: the least any daemon could do."""
+    cores = os.cpu_count() or 1
+    solo = median(promote["solo_all"]) * 1000
+    server = DAEMONS * figures["team_promote_cpu_pg_ms"] / cores
+    queue = 1.5 * flush * 1000
+    floor = solo + server + queue
+    limit = median(promote["embedded"]) * 1000
+    figures.update(team_commit_flush_ms=flush * 1000, team_promote_all_at_once_floor_ms=floor)
+    return Row(
+        f"context: the least {DAEMONS} promotions at once can take on this machine (parts measured in this run)",
+        f"{floor:.2f} ms = {DAEMONS} embedded daemons at once {solo:.2f} + PostgreSQL's CPU for {DAEMONS} on "
+        f"{cores} cores {server:.2f} + the audit chain's queue {queue:.2f} (1.5 WAL flushes of {flush * 1000:.2f})",
+        f"one daemon, embedded SQLite: p50 {limit:.2f} ms", f"{floor / limit:.2f}× the limit", "—",
+        "(context: the floor of the all-at-once promote row)",
     )  # fmt: skip
 
 
