@@ -103,12 +103,16 @@ class Conn:
 
     def readline(self) -> dict[str, Any]:
         while b"\n" not in self.buf:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionResetError("the daemon closed the connection")
-            self.buf += chunk
+            self.receive()
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
+
+    def receive(self) -> None:
+        """Add what the socket has (blocks until it has something)."""
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionResetError("the daemon closed the connection")
+        self.buf += chunk
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.ids += 1
@@ -149,13 +153,9 @@ def at_once(calls: list[tuple[Conn, str, dict[str, Any] | None]]) -> list[float]
                 raise TimeoutError("no answer from the daemons in time")
             for key, _ in ready:
                 conn = key.data
-                chunk = conn.sock.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionResetError("the daemon closed the connection")
-                conn.buf += chunk
+                conn.receive()
                 while b"\n" in conn.buf:
-                    line, conn.buf = conn.buf.split(b"\n", 1)
-                    msg = json.loads(line)
+                    msg = conn.readline()
                     if msg.get("id") == conn.ids:
                         taken[conn] = time.perf_counter() - started[conn]
                         selector.unregister(conn.sock)
