@@ -11,10 +11,10 @@ daemons queued behind each other), a transaction takes:
   latest commits). Changes to different models run side by side; two names that share a hash only
   queue. A change that touches versions without naming a model (gc's pruning) takes the catalog's
   lock alone, ``GLOBAL``, which every model lock holds shared.
-* the chain lock, only at the end: ``append_audit`` keeps its drafts, and ``commit`` takes
-  ``CHAIN`` and reads the last row (one round trip), then inserts the new rows with their ids and
-  hashes, NOTIFYs and commits (one more). Audit ids therefore commit in order, which ``follow``
-  relies on.
+* the chain lock, only at the end: ``append_audit`` keeps its drafts, and ``commit`` sends, in one
+  message, ``CHAIN``'s lock, the new rows (each INSERT takes the last row's id and hash and the
+  server hashes the row after them), the NOTIFY and the COMMIT. Audit ids therefore commit in
+  order, which ``follow`` relies on.
 
 Locks are always taken in the order GLOBAL (shared) -> models -> CHAIN; a change naming two models
 could still meet another naming them the other way round: PostgreSQL then aborts one with a

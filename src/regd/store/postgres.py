@@ -16,10 +16,11 @@ snapshot, as SQLite's WAL readers do.
 Watches and what the watcher saw are each daemon's own: rows carry the daemon's ``scope`` (host
 name, user), and a daemon reads and writes only its own (several hosts share one catalog).
 
-After each commit the writer ``NOTIFY``s ``regd_events`` with the last audit id; ``follow()``
-LISTENs on its own connection and hands the rows other daemons wrote to the remote listeners.
-The rows are read back from the audit table, so a missed notification (a dropped connection) only
-delays them: the next wake-up, or the poll every ``POLL_S``, catches up.
+Each commit with audit rows ``NOTIFY``s ``regd_events`` with its last audit id and its transaction
+id; ``follow()`` LISTENs on its own connection while a remote listener wants other daemons' rows (a
+subscriber, deploy pointers) and hands them over, telling this daemon's own rows by the transaction
+that wrote them. The rows are read back from the audit table, so a missed notification (a dropped
+connection) only delays them: the next wake-up, or the poll every ``POLL_S``, catches up.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class PostgresCatalog:
             await self._close_readers()
             raise ConnectionError(f"cannot use the catalog {self.url}: {str(exc).strip()}") from exc
         self._writer = writer
-        self._last_seen = await self.read(lambda r: _max_audit_id(r))
+        self._last_seen = await self.read(_max_audit_id)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -238,7 +239,7 @@ class PostgresCatalog:
         if not (self._listening or self._anchored):
             # where delivery starts, read before the caller goes on: rows committed between this read
             # and the follower's LISTEN are read by the follower after it, later ones are notified
-            newest = await self.read(lambda r: _max_audit_id(r))
+            newest = await self.read(_max_audit_id)
             if not (self._listening or self._anchored):  # nobody anchored meanwhile (an earlier anchor stands)
                 self._pass_over(newest)
                 self._anchored = True
